@@ -1,0 +1,1 @@
+"""Catalogs: reading files, mapping columns to products, ingesting into the stores."""

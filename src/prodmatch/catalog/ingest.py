@@ -1,0 +1,265 @@
+"""Ingest a catalog into a data dir: validate rows, skip unchanged products, embed the rest, upsert in batches.
+
+Consistency: each batch is one metadata-store transaction that carries the vectors too, so the store is
+always the whole truth; the vector indexes follow it and are saved every few batches. A crash or kill
+between saves leaves indexes behind the store, and DataDir.index() repairs them from stored vectors on the
+next open. A re-run skips every product whose content hash is already stored, so it resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from prodmatch.catalog.readers import RawRow, read_catalog
+from prodmatch.catalog.schema import ColumnMapping, ImageResolver, ProductDraft, RowError, to_draft
+from prodmatch.errors import InvalidImageError
+from prodmatch.models.preprocess import open_image, signature
+from prodmatch.stores.datadir import DataDir
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
+
+_COLUMN_SAMPLE = 200
+# Near-duplicate listings: an image is compared with its few nearest neighbours that score above the
+# cosine pre-filter; the pair is the same photo when their 16x16 RGB thumbnails differ by at most
+# SIGNATURE_MAX_DIFFERENCE levels (of 255) on average. On myntra-dev, re-encoded copies of one photo
+# measure <= 0.4 and the closest distinct photos (white t-shirts on white) 2.5 and more.
+NEAR_DUPLICATE_NEIGHBOURS = 6
+NEAR_DUPLICATE_MIN_COSINE = 0.95
+SIGNATURE_MAX_DIFFERENCE = 1.5
+
+
+@dataclass
+class ColumnOptions:
+    id_col: str | None = None
+    name_col: str | None = None
+    image_col: str | None = None
+    text_cols: list[str] | None = None
+
+
+@dataclass
+class Rejection:
+    line: int
+    id: str | None
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    images: int = 0
+    seconds: float = 0.0
+    duplicate_groups: int = 0
+    mapping: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+ProgressCallback = Callable[[int, int], None]  # (rows done, images embedded) since the last call
+
+
+@dataclass
+class _Prepared:
+    """A draft with its image bytes read and hashed."""
+
+    draft: ProductDraft
+    image_bytes: list[bytes]
+    product: Product
+
+
+class CatalogIngester:
+    """Ingests rows into one data dir, BATCH_SIZE products per store transaction."""
+
+    def __init__(self, datadir: DataDir, batch_size: int = 32, save_every: int = 20) -> None:
+        self.datadir = datadir
+        self.batch_size = batch_size
+        self.save_every = save_every
+        self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+
+    def ingest_file(
+        self, catalog: Path, columns: ColumnOptions, images_root: Path | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Read CATALOG and ingest every valid row; invalid rows are reported, never fatal."""
+        rows = read_catalog(catalog)
+        sample = list(itertools.islice(rows, _COLUMN_SAMPLE))
+        mapping = ColumnMapping.detect(_columns(sample), **asdict(columns))
+        resolver = ImageResolver(Path(catalog).resolve().parent, images_root)
+        return self.ingest_rows(itertools.chain(sample, rows), mapping, resolver, progress)
+
+    def ingest_rows(
+        self, rows: Iterable[RawRow], mapping: ColumnMapping, resolver: ImageResolver,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(mapping=asdict(mapping))
+        try:
+            for number, batch in enumerate(_batched(self._drafts(rows, mapping, resolver, report), self.batch_size)):
+                images = self._ingest_batch(batch, report)
+                report.images += images
+                if progress:
+                    progress(len(batch), images)
+                if (number + 1) % self.save_every == 0:
+                    self.datadir.save()
+        finally:
+            self.datadir.save()
+            report.seconds = round(time.perf_counter() - started, 3)
+        report.duplicate_groups = len(self.datadir.store.duplicate_groups())
+        return report
+
+    def _drafts(
+        self, rows: Iterable[RawRow], mapping: ColumnMapping, resolver: ImageResolver, report: IngestReport
+    ) -> Iterator[ProductDraft]:
+        first_line: dict[str, int] = {}
+        for row in rows:
+            if row.error:
+                report.rejected.append(Rejection(row.line, None, row.error))
+                continue
+            try:
+                draft = to_draft(row.line, row.data, mapping, resolver)
+            except RowError as exc:
+                report.rejected.append(Rejection(row.line, _id_of(row, mapping), str(exc)))
+                continue
+            if draft.id in first_line:
+                reason = f"duplicate id {draft.id!r} (first seen on line {first_line[draft.id]}); row skipped"
+                report.rejected.append(Rejection(row.line, draft.id, reason))
+                continue
+            first_line[draft.id] = row.line
+            yield draft
+
+    def _ingest_batch(self, drafts: list[ProductDraft], report: IngestReport) -> int:
+        prepared = [p for p in (self._prepare(d, report) for d in drafts) if p is not None]
+        stored = self.datadir.store.hashes([p.product.id for p in prepared])
+        upserts: list[ProductUpsert] = []
+        to_embed: list[_Prepared] = []
+        for item in prepared:
+            content, embedded = stored.get(item.product.id, ("", ""))
+            if content == item.product.content_hash:
+                report.unchanged += 1
+            elif embedded == item.product.embed_hash:
+                upserts.append(ProductUpsert(item.product, None))
+            else:
+                to_embed.append(item)
+        upserts += self._embed(to_embed, report)
+        changes = self.datadir.store.upsert(upserts)
+        self.datadir.apply(changes)
+        if "image" in changes.added:
+            self._link_near_duplicates(*changes.added["image"])
+        for upsert in upserts:
+            if upsert.product.id in stored:
+                report.updated += 1
+            else:
+                report.added += 1
+        return sum(len(u.product.images) for u in upserts if u.vectors is not None)
+
+    def _link_near_duplicates(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        scores, found = self.datadir.index("image").search(vectors, NEAR_DUPLICATE_NEIGHBOURS)
+        pairs = [
+            (int(own), int(other))
+            for own, row_scores, row_ids in zip(ids, scores, found, strict=True)
+            for score, other in zip(row_scores, row_ids, strict=True)
+            if other >= 0 and other != own and score >= NEAR_DUPLICATE_MIN_COSINE
+        ]
+        if pairs:
+            self.datadir.store.link_near_duplicates(pairs, SIGNATURE_MAX_DIFFERENCE)
+
+    def _prepare(self, draft: ProductDraft, report: IngestReport) -> _Prepared | None:
+        """Read and hash the draft's image files; a file that cannot be read rejects the row."""
+        try:
+            blobs = [path.read_bytes() for path in draft.image_paths]
+        except OSError as exc:
+            report.rejected.append(Rejection(draft.line, draft.id, f"cannot read image: {exc}"))
+            return None
+        unique = dict(zip((hashlib.sha256(b).hexdigest() for b in blobs), zip(draft.image_labels, blobs, strict=True),
+                          strict=True))
+        images = [ImageRef(label, sha) for sha, (label, _blob) in unique.items()]
+        embed_hash = _digest(draft.text, *unique)
+        content_hash = _digest(embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str),
+                               *draft.image_labels)
+        product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
+        return _Prepared(draft, [blob for _label, blob in unique.values()], product)
+
+    def _embed(self, items: list[_Prepared], report: IngestReport) -> list[ProductUpsert]:
+        decoded = self._decode(items, report)
+        items = [item for item in items if item.draft.id in decoded]
+        if not items:
+            return []
+        embedder = self.datadir.embedder()
+        images = [image for item in items for image in decoded[item.draft.id]]
+        image_vectors = embedder.embed_images(images) if images else np.zeros((0, 1), np.float32)
+        texted = [item for item in items if item.product.text]
+        text_vectors = embedder.embed_texts([item.product.text for item in texted]) if texted else None
+        text_rows = {item.draft.id: row for row, item in enumerate(texted)}
+        upserts, offset = [], 0
+        for item in items:
+            count = len(decoded[item.draft.id])
+            item.product.images = [replace(ref, signature=signature(image))
+                                   for ref, image in zip(item.product.images, decoded[item.draft.id], strict=True)]
+            shas = [ref.sha256 for ref in item.product.images]
+            vectors = [SpaceVectors("image", image_vectors[offset : offset + count], shas)] if count else []
+            offset += count
+            if text_vectors is not None and item.draft.id in text_rows:
+                row = text_rows[item.draft.id]
+                vectors.append(SpaceVectors("text", text_vectors[row : row + 1]))
+            upserts.append(ProductUpsert(item.product, vectors))
+        return upserts
+
+    def _decode(self, items: list[_Prepared], report: IngestReport) -> dict[str, list[Image.Image]]:
+        """Decode every image in parallel threads (PIL releases the GIL); a bad image rejects its row."""
+        draft_side = 2 * self.datadir.embedder().manifest.image.preprocess.resize_short
+        runtime = self.datadir.settings.runtime
+
+        def decode(label: str, blob: bytes) -> Image.Image:
+            return open_image(blob, label=label, max_pixels=runtime.max_image_pixels,
+                              draft_short_side=draft_side if runtime.jpeg_draft else None)
+
+        pending = {
+            item.draft.id: [self._decode_pool.submit(decode, ref.path, blob)
+                            for ref, blob in zip(item.product.images, item.image_bytes, strict=True)]
+            for item in items
+        }
+        decoded: dict[str, list[Image.Image]] = {}
+        for item in items:
+            try:
+                decoded[item.draft.id] = [future.result() for future in pending[item.draft.id]]
+            except InvalidImageError as exc:
+                report.rejected.append(Rejection(item.draft.line, item.draft.id, f"unusable image: {exc}"))
+        return decoded
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _columns(sample: list[RawRow]) -> list[str]:
+    columns: dict[str, None] = {}
+    for row in sample:
+        columns.update(dict.fromkeys(row.data))
+    return list(columns)
+
+
+def _id_of(row: RawRow, mapping: ColumnMapping) -> str | None:
+    value = row.data.get(mapping.id)
+    return None if value is None else str(value)
+
+
+def _batched(items: Iterable[ProductDraft], size: int) -> Iterator[list[ProductDraft]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

@@ -1,0 +1,135 @@
+"""Map catalog columns to product fields and turn raw rows into validated product drafts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prodmatch.errors import CatalogError
+
+# Common spellings, matched case-insensitively with '_', '-' and spaces ignored; first match wins.
+ID_NAMES = ("id", "productid", "sku", "itemid", "productcode")
+NAME_NAMES = ("name", "title", "producttitle", "productname", "itemname")
+IMAGE_NAMES = ("image", "imagepath", "images", "imagepaths", "imagefile", "img", "picture", "photo")
+TEXT_NAMES = ("description", "productdescription", "desc", "text", "details")
+_IMAGE_SEPARATOR = re.compile(r"\s*\|\s*")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def _find(columns: list[str], spellings: tuple[str, ...]) -> str | None:
+    by_key = {_key(column): column for column in columns}
+    return next((by_key[s] for s in spellings if s in by_key), None)
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which catalog columns hold the id, name, image(s) and extra searchable text."""
+
+    id: str
+    name: str | None
+    image: str | None
+    text: tuple[str, ...] = ()
+
+    @classmethod
+    def detect(
+        cls,
+        columns: list[str],
+        *,
+        id_col: str | None = None,
+        name_col: str | None = None,
+        image_col: str | None = None,
+        text_cols: list[str] | None = None,
+    ) -> ColumnMapping:
+        """Explicit names win; otherwise the common spellings. An explicit name that is absent is an error."""
+        for given in [id_col, name_col, image_col, *(text_cols or [])]:
+            if given and given not in columns:
+                raise CatalogError(f"column {given!r} is not in the catalog; columns: {', '.join(columns)}")
+        found_id = id_col or _find(columns, ID_NAMES)
+        if not found_id:
+            raise CatalogError(f"no id column found (tried id, product_id, ProductId, sku); use --id-col. "
+                               f"Columns: {', '.join(columns)}")
+        name = name_col or _find(columns, NAME_NAMES)
+        text = tuple(text_cols) if text_cols is not None else tuple(
+            c for c in columns if _key(c) in TEXT_NAMES and c not in (found_id, name)
+        )
+        return cls(found_id, name, image_col or _find(columns, IMAGE_NAMES), text)
+
+
+@dataclass
+class ProductDraft:
+    """A catalog row, validated: what ingest embeds and stores."""
+
+    line: int
+    id: str
+    name: str | None
+    text: str
+    image_paths: list[Path]
+    image_labels: list[str]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class RowError(ValueError):
+    """A row that cannot become a product; the message is the reason shown to the user."""
+
+
+class ImageResolver:
+    """Finds a row's image files: relative to --images-root (else the catalog's folder), also under images/.
+
+    An absolute path that does not exist (a catalog exported from another machine) is looked up by file
+    name in the same places.
+    """
+
+    def __init__(self, catalog_dir: Path, images_root: Path | None) -> None:
+        self.base = images_root or catalog_dir
+        self._bases = [self.base, self.base / "images"]
+
+    def resolve(self, value: str) -> Path:
+        if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
+            raise RowError(f"image {value!r} is a URL; URL images are not downloaded yet, give a local path")
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            if path.is_file():
+                return path
+            candidates = [base / path.name for base in self._bases]
+        else:
+            candidates = [base / path for base in self._bases]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise RowError(f"image {value!r} not found (looked in {', '.join(str(b) for b in self._bases)})")
+        return found
+
+
+def to_draft(line: int, data: dict[str, Any], mapping: ColumnMapping, resolver: ImageResolver) -> ProductDraft:
+    """Validate one row; RowError says why it cannot be ingested."""
+    raw_id = data.get(mapping.id)
+    if raw_id is None or str(raw_id).strip() == "":
+        raise RowError(f"missing id (column {mapping.id!r})")
+    name = _text(data.get(mapping.name)) if mapping.name else None
+    labels = _image_values(data.get(mapping.image)) if mapping.image else []
+    text = ". ".join(part for part in [name, *(_text(data.get(c)) for c in mapping.text)] if part)
+    if not labels and not text:
+        raise RowError("nothing to match on: no image and no name or text")
+    used = {mapping.id, mapping.name, mapping.image}
+    attributes = {key: value for key, value in data.items() if key not in used and value not in (None, "")}
+    paths = [resolver.resolve(label) for label in labels]
+    return ProductDraft(line, str(raw_id).strip(), name, text, paths, labels, attributes)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _image_values(value: Any) -> list[str]:
+    """A product's images: a JSON list, or one string with '|' between paths."""
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else _IMAGE_SEPARATOR.split(str(value))
+    return [str(v).strip() for v in values if str(v).strip()]

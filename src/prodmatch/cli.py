@@ -1,0 +1,288 @@
+"""The prodmatch command line: parses options, calls the services, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from prodmatch.config import Settings
+from prodmatch.errors import ProdmatchError
+
+app = typer.Typer(help="Match product photos and descriptions against a catalog.", no_args_is_help=True)
+model_app = typer.Typer(help="Embedding models: list, export bundles, benchmark.", no_args_is_help=True)
+products_app = typer.Typer(help="Browse and edit the products in a data dir.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(products_app, name="products")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="data dir [default: $PRODMATCH_DATA_DIR or ./prodmatch-data]")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object instead of a table")]
+FilterOption = Annotated[
+    list[str] | None, typer.Option("--filter", help="KEY=VALUE, KEY!=VALUE, KEY>=NUM, KEY<=NUM (repeatable)")
+]
+IdCol = Annotated[str | None, typer.Option("--id-col", help="id column [auto: id, product_id, ProductId, sku]")]
+NameCol = Annotated[str | None, typer.Option("--name-col", help="name column [auto: name, title, ProductTitle]")]
+ImageCol = Annotated[str | None, typer.Option("--image-col", help="image column [auto: image, image_path]")]
+TextCols = Annotated[str | None, typer.Option("--text-cols", help="extra text columns, comma-separated")]
+ImagesRoot = Annotated[Path | None, typer.Option("--images-root", help="base folder for relative image paths")]
+ModelOption = Annotated[str | None, typer.Option("--model", help="registry name or bundle folder")]
+
+
+def settings_for(data_dir: Path | None = None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Any]:
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed} rows · {task.fields[images]} images · {task.fields[rate]} rows/s"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(label, total=None, images=0, rate="-")
+
+        def advance(rows: int, images: int) -> None:
+            state = progress.tasks[task]
+            done = state.completed + rows
+            elapsed = state.elapsed or 1e-9
+            progress.update(task, completed=done, images=state.fields["images"] + images, rate=f"{done / elapsed:.1f}")
+
+        yield advance
+
+
+@app.command()
+def ingest(
+    catalog: Annotated[Path, typer.Argument(help="CSV, JSONL or JSON-array catalog")],
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    images_root: ImagesRoot = None,
+    id_col: IdCol = None,
+    name_col: NameCol = None,
+    image_col: ImageCol = None,
+    text_cols: TextCols = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or update the products of CATALOG (idempotent; unchanged products are not re-embedded)."""
+    from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
+    from prodmatch.stores.datadir import DataDir
+
+    settings = settings_for(data_dir)
+    datadir = DataDir.open(settings, model=model, create=True, announce=lambda m: err.print(f"[cyan]{m}"))
+    columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
+    try:
+        with progress_bar(f"ingesting {catalog.name}") as advance:
+            report = CatalogIngester(datadir).ingest_file(catalog, columns, images_root, advance)
+    finally:
+        datadir.close()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    out.print(f"[green]added {report.added}[/] · updated {report.updated} · unchanged {report.unchanged} · "
+              f"[red]rejected {len(report.rejected)}[/] · {report.images} images embedded in {report.seconds:.1f}s · "
+              f"{report.duplicate_groups} duplicate-listing groups")
+    for rejection in report.rejected:
+        out.print(f"  line {rejection.line}" + (f" (id {rejection.id})" if rejection.id else "") + f": {rejection.reason}")
+
+
+@app.command()
+def match(
+    image: Annotated[Path | None, typer.Option("--image", help="query photo")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="query description")] = None,
+    data_dir: DataDirOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="number of products")] = 10,
+    filters: FilterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find the catalog products matching a photo or a description."""
+    from prodmatch.matching.service import MatchService
+    from prodmatch.models.preprocess import open_image
+    from prodmatch.stores.datadir import DataDir
+    from prodmatch.stores.filters import parse_filters
+
+    if (image is None) == (text is None):
+        raise typer.BadParameter("give exactly one of --image or --text")
+    settings = settings_for(data_dir)
+    parsed = parse_filters(filters)
+    datadir = DataDir.open(settings)
+    try:
+        service = MatchService(datadir)
+        if image is not None:
+            result = service.match_image(open_image(image, max_pixels=settings.runtime.max_image_pixels), top_k, parsed)
+        else:
+            result = service.match_text(text or "", top_k, parsed)
+    finally:
+        datadir.close()
+    if as_json:
+        print_json(result.as_dict())
+        return
+    table = Table(title=f"{len(result.matches)} matches · {result.model} · {result.took_ms:.1f} ms")
+    for column in ("rank", "id", "score", "name"):
+        table.add_column(column)
+    for rank, found in enumerate(result.matches, start=1):
+        table.add_row(str(rank), found.id, f"{found.score:.4f}", str(found.product.get("name") or ""))
+    out.print(table)
+
+
+@app.command()
+def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Counts, model, index types, duplicate listings and sizes on disk."""
+    from prodmatch.stores.datadir import DataDir
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        summary = {
+            "data_dir": str(datadir.path),
+            "products": datadir.store.count(),
+            "model": datadir.record.model_dump(),
+            "indexes": {space: {"kind": datadir.index(space).kind, "vectors": len(datadir.index(space))}
+                        for space in datadir.record.spaces},
+            "duplicate_groups": datadir.store.duplicate_groups(),
+            "repairs": [r.model_dump() for r in datadir.repairs],
+            "disk_bytes": datadir.disk_usage(),
+        }
+    finally:
+        datadir.close()
+    if as_json:
+        print_json(summary)
+        return
+    for key, value in summary.items():
+        out.print(f"[bold]{key}[/]: {value}")
+
+
+@products_app.command("list")
+def products_list(
+    data_dir: DataDirOption = None,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    filters: FilterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List products, optionally filtered."""
+    from prodmatch.stores.datadir import DataDir
+    from prodmatch.stores.filters import check_keys, parse_filters
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        parsed = parse_filters(filters)
+        check_keys(parsed, datadir.store.attribute_keys())
+        items = datadir.store.list(offset, limit, parsed)
+        total = datadir.store.count(parsed)
+    finally:
+        datadir.close()
+    if as_json:
+        print_json({"total": total, "items": [{"id": p.id, **p.as_dict()} for p in items]})
+        return
+    table = Table(title=f"{total} products")
+    table.add_column("id")
+    table.add_column("name")
+    for product in items:
+        table.add_row(product.id, product.name or "")
+    out.print(table)
+
+
+@products_app.command("show")
+def products_show(product_id: str, data_dir: DataDirOption = None) -> None:
+    """Show one product as JSON."""
+    from prodmatch.errors import NotFoundError
+    from prodmatch.stores.datadir import DataDir
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        found = datadir.store.get([product_id]).get(product_id)
+    finally:
+        datadir.close()
+    if found is None:
+        raise NotFoundError(f"no product with id {product_id!r}")
+    print_json({"id": found.id, **found.as_dict()})
+
+
+@products_app.command("delete")
+def products_delete(product_id: str, data_dir: DataDirOption = None) -> None:
+    """Delete one product and its vectors."""
+    from prodmatch.errors import NotFoundError
+    from prodmatch.stores.datadir import DataDir
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        if not datadir.store.get([product_id]):
+            raise NotFoundError(f"no product with id {product_id!r}")
+        datadir.apply(datadir.store.delete(product_id))
+        datadir.save()
+    finally:
+        datadir.close()
+    out.print(f"deleted {product_id}")
+
+
+@app.command("eval")
+def evaluate(
+    catalog: Annotated[Path, typer.Argument(help="catalog to evaluate on (a temporary index is built)")],
+    model: ModelOption = None,
+    images_root: ImagesRoot = None,
+    id_col: IdCol = None,
+    name_col: NameCol = None,
+    image_col: ImageCol = None,
+    text_cols: TextCols = None,
+    queries: Annotated[str, typer.Option("--queries", help="images | text | both")] = "both",
+    seed: Annotated[int, typer.Option(help="seed for the query alterations")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure retrieval quality: Recall@1, Recall@5 and MRR for altered-photo and attribute-text queries."""
+    from prodmatch.catalog.ingest import ColumnOptions
+    from prodmatch.eval.quality import QUERY_KINDS, evaluate_catalog
+
+    if queries not in (*QUERY_KINDS, "both"):
+        raise typer.BadParameter(f"--queries must be one of: {', '.join(QUERY_KINDS)}, both")
+    kinds = list(QUERY_KINDS) if queries == "both" else [queries]
+    columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
+    report = evaluate_catalog(Settings(), catalog, columns, images_root, model, kinds, seed,
+                              announce=lambda m: err.print(f"[cyan]{m}"))
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"retrieval quality · {report['model']} · {report['products']} products")
+    for column in ("queries", "n", "Recall@1", "Recall@5", "MRR"):
+        table.add_column(column)
+    for kind, metrics in report["metrics"].items():
+        table.add_row(kind, str(metrics["n"]), f"{metrics['recall@1']:.3f}", f"{metrics['recall@5']:.3f}",
+                      f"{metrics['mrr']:.3f}")
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: user-facing errors print one line and exit 2, never a traceback."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run finally-blocks (index saves) on kill
+    try:
+        app(standalone_mode=False)
+    except ProdmatchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: what was written is consistent; run the same command again to resume")
+        sys.exit(130)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

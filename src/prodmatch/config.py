@@ -1,0 +1,57 @@
+"""Settings, read once from the environment (prefix PRODMATCH_) and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_models_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "prodmatch" / "models"
+
+
+class RuntimeSettings(BaseModel):
+    """How model sessions use the CPU."""
+
+    # Intra-op threads: one per core is fastest for batch inference on a dedicated host; set lower when
+    # several workers share a machine. None means "all cores" (os.cpu_count()).
+    intra_op_threads: int | None = None
+    max_batch: int = Field(32, ge=1, description="largest batch sent to the model in one run")
+    # JPEG draft decoding (DCT scaling) cuts decode time several-fold on large photos; it keeps at
+    # least 2x the model's input resolution, so the resized result is visually identical.
+    jpeg_draft: bool = True
+    max_image_pixels: int = Field(50_000_000, description="decompression-bomb guard")
+
+
+class IndexSettings(BaseModel):
+    """Vector index choice: exact below the threshold, HNSW above it, unless forced."""
+
+    kind: str = Field("auto", description="auto | flat | hnsw")
+    exact_threshold: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+
+
+class MatchingSettings(BaseModel):
+    """How a text query's text-to-text and text-to-image scores are combined (shared spaces only)."""
+
+    text_weight: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Settings(BaseSettings):
+    """All settings. Nested fields use a double underscore: PRODMATCH_INDEX__KIND=hnsw."""
+
+    model_config = SettingsConfigDict(env_prefix="PRODMATCH_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path("prodmatch-data")
+    models_dir: Path = Field(default_factory=_default_models_dir)
+    # Where CLIP weights come from: a Hugging Face hub id (uses the hub cache) or a local folder.
+    clip_weights: str = "openai/clip-vit-base-patch32"
+    runtime: RuntimeSettings = RuntimeSettings()
+    index: IndexSettings = IndexSettings()
+    matching: MatchingSettings = MatchingSettings()

@@ -1,0 +1,37 @@
+"""The error types prodmatch raises on purpose; anything else is a bug."""
+
+
+class ProdmatchError(Exception):
+    """Base class: a problem the user can act on, with a message that says how."""
+
+
+class InvalidImageError(ProdmatchError, ValueError):
+    """An image could not be decoded or is unusable (corrupt, truncated, too small, too many pixels)."""
+
+
+class InvalidTextError(ProdmatchError, ValueError):
+    """A text query or product text is unusable (empty after normalisation)."""
+
+
+class ModelUnavailableError(ProdmatchError):
+    """A model's weights or runtime are not available on this machine; the message names the remedy."""
+
+
+class ModelMismatchError(ProdmatchError):
+    """A data dir was built with one model bundle and is being used with another."""
+
+
+class CatalogError(ProdmatchError):
+    """A catalog file cannot be read at all (missing, unknown format, no id column)."""
+
+
+class FilterError(ProdmatchError, ValueError):
+    """A match filter is malformed or names an attribute the catalog does not have."""
+
+
+class InvalidQueryError(ProdmatchError, ValueError):
+    """A match request is out of range (top_k, weights) or otherwise unusable."""
+
+
+class NotFoundError(ProdmatchError, KeyError):
+    """A product id or data dir does not exist."""

@@ -1,0 +1,134 @@
+"""`prodmatch eval`: ingest a catalog into a temporary data dir, query it, report Recall@1/@5 and MRR@10.
+
+A query is correct when a returned product is the source product or a duplicate listing of it: a product
+whose image is byte-identical, or the same photo saved as another file (re-encoded; detected at ingest, see
+catalog.ingest). The figures counting byte-identical duplicates only are reported beside them. Image queries: each product's first image altered as a customer photo
+(see eval.alter). Text queries: the product's short categorical attribute values (e.g. colour, type,
+gender) plus a random half of the words of its name, in order; products without a name use attributes only.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
+from prodmatch.config import Settings
+from prodmatch.eval.alter import customer_photo
+from prodmatch.matching.service import MatchService, rank
+from prodmatch.models.preprocess import open_image
+from prodmatch.stores.datadir import DataDir
+from prodmatch.stores.records import Product
+
+QUERY_KINDS = ("images", "text")
+RANK_DEPTH = 10
+_BATCH = 32
+
+
+def evaluate_catalog(
+    settings: Settings, catalog: Path, columns: ColumnOptions, images_root: Path | None, model: str | None,
+    kinds: Sequence[str], seed: int = 0, announce: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Build a throwaway index of CATALOG and measure retrieval quality for each query kind."""
+    with tempfile.TemporaryDirectory(prefix="prodmatch-eval-") as tmp:
+        datadir = DataDir.open(settings.model_copy(update={"data_dir": Path(tmp)}), model=model, create=True,
+                               announce=announce)
+        try:
+            ingest = CatalogIngester(datadir).ingest_file(catalog, columns, images_root)
+            products = datadir.store.list(0, datadir.store.count())
+            groups = _groups(datadir.store.duplicate_groups(include_near=True))
+            strict = _groups(datadir.store.duplicate_groups(include_near=False))
+            runner = _QueryRunner(MatchService(datadir), groups, strict, seed)
+            metrics = {kind: runner.run(kind, products, catalog_dir(catalog, images_root)) for kind in kinds}
+            return {"model": datadir.record.name, "products": len(products), "rejected": len(ingest.rejected),
+                    "duplicate_groups": len(set(map(frozenset, groups.values()))), "metrics": metrics}
+        finally:
+            datadir.close()
+
+
+def catalog_dir(catalog: Path, images_root: Path | None) -> Path:
+    return images_root or Path(catalog).resolve().parent
+
+
+def _groups(duplicate_groups: list[list[str]]) -> dict[str, set[str]]:
+    return {member: set(group) for group in duplicate_groups for member in group}
+
+
+class _QueryRunner:
+    def __init__(
+        self, service: MatchService, groups: dict[str, set[str]], strict: dict[str, set[str]], seed: int
+    ) -> None:
+        self.service = service
+        self.groups = groups
+        self.strict = strict
+        self.seed = seed
+        self.embedder = service.datadir.embedder()
+
+    def run(self, kind: str, products: list[Product], base: Path) -> dict[str, Any]:
+        if kind == "images":
+            asked = [p for p in products if p.images]
+            vectors = self._image_vectors(asked, base)
+            scorer = self.service.image_query_scores
+        else:
+            queries = [text_query(p, np.random.default_rng([self.seed, i])) for i, p in enumerate(products)]
+            asked = [p for p, q in zip(products, queries, strict=True) if q]
+            vectors = self.embedder.embed_texts([q for q in queries if q]) if asked else np.zeros((0, 1))
+            scorer = self.service.text_query_scores
+        rankings = [[pid for pid, _ in rank(scorer(vector, RANK_DEPTH), RANK_DEPTH)] for vector in vectors]
+        return {**summarise(_ranks(asked, rankings, self.groups)),
+                "byte_identical_duplicates_only": summarise(_ranks(asked, rankings, self.strict))}
+
+    def _image_vectors(self, products: list[Product], base: Path) -> np.ndarray:
+        from prodmatch.catalog.schema import ImageResolver
+
+        resolver = ImageResolver(base, None)
+        rows = []
+        for start in range(0, len(products), _BATCH):
+            photos = []
+            for offset, product in enumerate(products[start : start + _BATCH]):
+                rng = np.random.default_rng([self.seed, start + offset])
+                # A customer's phone photo is rarely larger than this; it also keeps altering fast.
+                source = open_image(resolver.resolve(product.images[0].path), draft_short_side=512)
+                source.thumbnail((800, 800))
+                photos.append(open_image(customer_photo(source, rng)))
+            rows.append(self.embedder.embed_images(photos))
+        return np.vstack(rows) if rows else np.zeros((0, 1), np.float32)
+
+
+
+def _ranks(products: list[Product], rankings: list[list[str]], groups: dict[str, set[str]]) -> list[int | None]:
+    """1-based rank of the first accepted product in each ranking (None: not found)."""
+    ranks: list[int | None] = []
+    for product, ranked in zip(products, rankings, strict=True):
+        accepted = groups.get(product.id, {product.id})
+        ranks.append(next((i + 1 for i, pid in enumerate(ranked) if pid in accepted), None))
+    return ranks
+
+
+_SHORT_VALUE = re.compile(r"^[\w&' -]{2,30}$")
+
+
+def text_query(product: Product, rng: np.random.Generator) -> str:
+    """Short categorical attribute values plus a random half of the name's words."""
+    values = [v for v in product.attributes.values() if isinstance(v, str) and _SHORT_VALUE.match(v)]
+    words = (product.name or "").split()
+    keep = sorted(rng.choice(len(words), size=(len(words) + 1) // 2, replace=False)) if words else []
+    return " ".join([*values, *(words[i] for i in keep)]).strip()
+
+
+def summarise(ranks: list[int | None]) -> dict[str, float]:
+    """Recall@1, Recall@5 and MRR@10 over RANKS (None: not in the top 10)."""
+    n = len(ranks)
+    if n == 0:
+        return {"n": 0, "recall@1": 0.0, "recall@5": 0.0, "mrr": 0.0}
+    return {
+        "n": n,
+        "recall@1": round(sum(r == 1 for r in ranks) / n, 4),
+        "recall@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
+        "mrr": round(sum(1.0 / r for r in ranks if r is not None) / n, 4),
+    }

@@ -1,0 +1,1 @@
+"""Matching: query embedding, filtered search, score fusion, product join."""

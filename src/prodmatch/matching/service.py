@@ -1,0 +1,135 @@
+"""The matching service: the one implementation of "which products match this photo / this text".
+
+Scores are cosine similarities (unit vectors, inner product), higher is better. A product with several
+images scores as its best image. Text queries search product text; when the model's image and text
+spaces are shared (CLIP) they also search product images, and each candidate's two scores are fused as
+
+    score = w * cos(query, product text) + (1 - w) * cos(query, best product image)
+
+with w = settings.matching.text_weight (0.5 by default). Both terms are computed exactly for every
+candidate found by either search, so the fused score never mixes an exact value with a missing one;
+a product with no image (or no text) keeps the one score it has.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from prodmatch.errors import InvalidQueryError
+from prodmatch.stores.datadir import DataDir
+from prodmatch.stores.filters import Filter, check_keys
+
+MAX_TOP_K = 1000
+
+
+@dataclass
+class Match:
+    id: str
+    score: float
+    product: dict[str, Any]
+
+
+@dataclass
+class MatchResult:
+    matches: list[Match]
+    model: str
+    took_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MatchService:
+    """Matches queries against one data dir."""
+
+    def __init__(self, datadir: DataDir) -> None:
+        self.datadir = datadir
+
+    def match_image(self, image: Image.Image, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
+        started = time.perf_counter()
+        self._check(top_k, filters)
+        query = self.datadir.embedder().embed_images([image])[0]
+        return self._result(self.image_query_scores(query, top_k, filters), top_k, started)
+
+    def match_text(self, text: str, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
+        started = time.perf_counter()
+        self._check(top_k, filters)
+        query = self.datadir.embedder().embed_texts([text])[0]
+        return self._result(self.text_query_scores(query, top_k, filters), top_k, started)
+
+    def image_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
+        """Product scores for an embedded image query."""
+        return self.search_space("image", query, top_k, filters)
+
+    def text_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
+        """Product scores for an embedded text query, fused with image scores in a shared space."""
+        text_scores = self.search_space("text", query, top_k, filters)
+        if not self.datadir.record.shared_space:
+            return text_scores
+        image_scores = self.search_space("image", query, top_k, filters)
+        return self._fuse(query, set(text_scores) | set(image_scores))
+
+    def search_space(self, space: str, query: np.ndarray, top_k: int, filters: Sequence[Filter]) -> dict[str, float]:
+        """Best score per product in SPACE for up to TOP_K products passing FILTERS (filters run in the search)."""
+        index = self.datadir.index(space)
+        allowed = self.datadir.store.vector_ids(space, filters) if filters else None
+        available = len(index) if allowed is None else len(allowed)
+        fetch = min(available, top_k * 2)
+        while True:
+            scores, ids = index.search(query, fetch, allowed)
+            best = self._best_per_product(scores[0], ids[0])
+            if len(best) >= top_k or fetch >= available:
+                return best
+            fetch = min(available, fetch * 4)  # many images per product: widen until TOP_K distinct products
+
+    def _best_per_product(self, scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
+        valid = ids >= 0
+        owners = self.datadir.store.vector_owners(ids[valid].tolist())
+        best: dict[str, float] = {}
+        for vector_id, score in zip(ids[valid].tolist(), scores[valid].tolist(), strict=True):
+            owner = owners.get(vector_id)
+            if owner is not None and score > best.get(owner, -np.inf):
+                best[owner] = float(score)
+        return best
+
+    def _fuse(self, query: np.ndarray, candidates: set[str]) -> dict[str, float]:
+        weight = self.datadir.settings.matching.text_weight
+        per_space = {space: self._exact_scores(query, candidates, space) for space in ("text", "image")}
+        fused: dict[str, float] = {}
+        for product_id in candidates:
+            text, image = per_space["text"].get(product_id), per_space["image"].get(product_id)
+            if text is not None and image is not None:
+                fused[product_id] = weight * text + (1 - weight) * image
+            else:
+                fused[product_id] = text if text is not None else image  # type: ignore[assignment]
+        return fused
+
+    def _exact_scores(self, query: np.ndarray, candidates: set[str], space: str) -> dict[str, float]:
+        owners, vectors = self.datadir.store.product_vectors(sorted(candidates), space)
+        best: dict[str, float] = {}
+        for owner, score in zip(owners, (vectors @ query).tolist() if len(owners) else [], strict=True):
+            best[owner] = max(score, best.get(owner, -np.inf))
+        return best
+
+    def _check(self, top_k: int, filters: Sequence[Filter]) -> None:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidQueryError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+        check_keys(list(filters), self.datadir.store.attribute_keys())
+
+    def _result(self, scores: dict[str, float], top_k: int, started: float) -> MatchResult:
+        ranked = rank(scores, top_k)
+        products = self.datadir.store.get([product_id for product_id, _ in ranked])
+        matches = [Match(pid, round(score, 6), products[pid].as_dict()) for pid, score in ranked if pid in products]
+        took_ms = round((time.perf_counter() - started) * 1000, 3)
+        return MatchResult(matches, self.datadir.record.name, took_ms)
+
+
+def rank(scores: dict[str, float], top_k: int) -> list[tuple[str, float]]:
+    """Best first; equal scores in id order so results are reproducible."""
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top_k]

@@ -1,0 +1,1 @@
+"""Embedding models: registry, bundles, runtimes (ONNX Runtime, PyTorch reference), export, benchmark."""

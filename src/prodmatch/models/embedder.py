@@ -1,0 +1,36 @@
+"""The Embedder seam: what the rest of prodmatch needs from a model runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from prodmatch.models.bundle import Manifest
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns images and texts into L2-normalised float32 vectors.
+
+    Image vectors live in the "image" space, text vectors in the "text" space; when
+    manifest.shared_space is true the two spaces are one and text->image search is meaningful.
+    """
+
+    manifest: Manifest
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32; zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

@@ -1,0 +1,61 @@
+"""The one place that maps a model name, bundle folder or backend name to an Embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prodmatch.config import Settings
+from prodmatch.errors import ModelUnavailableError
+from prodmatch.models.bundle import Bundle, is_bundle
+from prodmatch.models.embedder import Embedder
+from prodmatch.models.registry import Precision, get_spec, load_registry
+from prodmatch.models.weights import availability
+
+Backend = Literal["onnx", "torch"]
+BACKENDS: tuple[Backend, ...] = ("onnx", "torch")
+FALLBACK_MODEL = "offline-effnet-minilm"
+PREFERRED_MODEL = "clip-vit-b-32"
+
+
+def cached_bundle_dir(name: str, precision: Precision, settings: Settings) -> Path:
+    return settings.models_dir / f"{name}-{precision}"
+
+
+def ensure_bundle(name_or_dir: str | Path, settings: Settings, precision: Precision | None = None) -> Bundle:
+    """The bundle for a folder, or for a registry name (exported into the models cache on first use)."""
+    if is_bundle(Path(name_or_dir)):
+        return Bundle(Path(name_or_dir))
+    spec = get_spec(str(name_or_dir))
+    chosen: Precision = precision or spec.default_precision
+    folder = cached_bundle_dir(spec.name, chosen, settings)
+    if is_bundle(folder):
+        return Bundle(folder)
+    status = availability(spec, settings.clip_weights, try_hub=True)
+    if not status.available:
+        raise ModelUnavailableError(f"model {spec.name} is not available: {status.reason}")
+    from prodmatch.models.export import export_bundle
+
+    return export_bundle(spec, chosen, folder, settings.clip_weights)
+
+
+def create_embedder(bundle: Bundle, settings: Settings, backend: Backend = "onnx") -> Embedder:
+    """An Embedder for BUNDLE on BACKEND ("onnx" runs the bundle; "torch" runs the reference modules)."""
+    if backend == "onnx":
+        from prodmatch.models.onnx_runtime import OnnxEmbedder
+
+        return OnnxEmbedder(bundle, settings.runtime)
+    if backend == "torch":
+        from prodmatch.models.torch_reference import TorchEmbedder
+
+        spec = get_spec(bundle.manifest.name)
+        return TorchEmbedder(spec, settings.clip_weights, settings.runtime.intra_op_threads)
+    raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+def choose_default_model(settings: Settings) -> tuple[str, str]:
+    """(model name, why): CLIP when its weights can be had, else the offline pair. Never a random model."""
+    clip = availability(load_registry()[PREFERRED_MODEL], settings.clip_weights, try_hub=True)
+    if clip.available:
+        return PREFERRED_MODEL, f"{PREFERRED_MODEL}: {clip.reason}"
+    return FALLBACK_MODEL, f"{FALLBACK_MODEL} (CLIP unavailable: {clip.reason})"

@@ -1,0 +1,1 @@
+"""Stores: product metadata (MetadataStore) and vectors (VectorIndex), behind protocols."""

@@ -1,0 +1,149 @@
+"""A data dir: the metadata store, one vector index per space, and the model bundle that built them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from prodmatch.config import Settings
+from prodmatch.errors import ModelMismatchError, NotFoundError
+from prodmatch.models.bundle import Bundle, is_bundle
+from prodmatch.models.embedder import Embedder
+from prodmatch.models.factory import choose_default_model, create_embedder, ensure_bundle
+from prodmatch.stores.factory import open_metadata_store, open_vector_index
+from prodmatch.stores.protocols import MetadataStore, VectorIndex
+from prodmatch.stores.records import VectorChanges
+
+MODEL_KEY = "model"
+METADATA_FILE = "metadata.db"
+
+
+class ModelRecord(BaseModel):
+    """Which bundle built a data dir; a query model must have the same fingerprint."""
+
+    name: str
+    precision: str
+    fingerprint: str
+    bundle: str
+    shared_space: bool
+    spaces: dict[str, int]
+
+    @classmethod
+    def of(cls, bundle: Bundle) -> ModelRecord:
+        manifest = bundle.manifest
+        return cls(name=manifest.name, precision=manifest.precision, fingerprint=manifest.fingerprint,
+                   bundle=str(bundle.folder.resolve()), shared_space=manifest.shared_space, spaces=manifest.spaces)
+
+
+class RepairReport(BaseModel):
+    space: str
+    added: int
+    removed: int
+
+
+class DataDir:
+    """Opened stores for one data dir. Indexes and the model load on first use."""
+
+    def __init__(self, path: Path, settings: Settings, store: MetadataStore, record: ModelRecord) -> None:
+        self.path = path
+        self.settings = settings
+        self.store = store
+        self.record = record
+        self._indexes: dict[str, VectorIndex] = {}
+        self._embedder: Embedder | None = None
+        self.repairs: list[RepairReport] = []
+
+    @classmethod
+    def open(
+        cls, settings: Settings, *, model: str | None = None, create: bool = False,
+        announce: Callable[[str], None] = lambda _message: None,
+    ) -> DataDir:
+        """Open settings.data_dir. With CREATE, a new one is set up for MODEL (or the default model)."""
+        path = Path(settings.data_dir)
+        if not (path / METADATA_FILE).exists() and not create:
+            raise NotFoundError(f"no catalog in {path}; run `prodmatch ingest CATALOG --data-dir {path}` first")
+        path.mkdir(parents=True, exist_ok=True)
+        store = open_metadata_store(f"sqlite:///{path / METADATA_FILE}")
+        saved = store.get_meta(MODEL_KEY)
+        if saved is not None:
+            record = ModelRecord.model_validate(saved)
+            if model is not None:
+                _refuse_other_model(record, model, settings, path)
+            return cls(path, settings, store, record)
+        if model is None:
+            model, why = choose_default_model(settings)
+            announce(f"model: {why}")
+        record = ModelRecord.of(ensure_bundle(model, settings))
+        store.set_meta(MODEL_KEY, record.model_dump())
+        return cls(path, settings, store, record)
+
+    def index(self, space: str) -> VectorIndex:
+        """The index for SPACE, checked against the stored vectors (and repaired) when first opened."""
+        if space not in self._indexes:
+            index = open_vector_index("faiss", self.path / f"vectors-{space}.faiss", self.record.spaces[space],
+                                      self.settings.index)
+            self._reconcile(space, index)
+            self._indexes[space] = index
+        return self._indexes[space]
+
+    def _reconcile(self, space: str, index: VectorIndex) -> None:
+        stored, present = self.store.vector_ids(space), index.ids()
+        missing, extra = np.setdiff1d(stored, present), np.setdiff1d(present, stored)
+        if not len(missing) and not len(extra):
+            return
+        index.remove(extra.tolist())
+        for ids, vectors in self.store.iter_vectors(space, missing):
+            index.add(ids, vectors)
+        index.save()
+        self.repairs.append(RepairReport(space=space, added=len(missing), removed=len(extra)))
+
+    def embedder(self) -> Embedder:
+        """The data dir's model, loaded once; refuses a bundle whose fingerprint changed."""
+        if self._embedder is None:
+            folder = Path(self.record.bundle)
+            bundle = Bundle(folder) if is_bundle(folder) else ensure_bundle(
+                self.record.name, self.settings, self.record.precision  # type: ignore[arg-type]
+            )
+            if bundle.manifest.fingerprint != self.record.fingerprint:
+                raise ModelMismatchError(
+                    f"bundle {bundle.folder} (fingerprint {bundle.manifest.fingerprint}) is not the one that built "
+                    f"{self.path} ({self.record.fingerprint}); re-ingest into a new data dir"
+                )
+            self._embedder = create_embedder(bundle, self.settings)
+        return self._embedder
+
+    def apply(self, changes: VectorChanges) -> None:
+        """Bring the indexes in line with a store change."""
+        for space, ids in changes.removed.items():
+            self.index(space).remove(ids)
+        for space, (ids, vectors) in changes.added.items():
+            self.index(space).add(ids, vectors)
+
+    def save(self) -> None:
+        for index in self._indexes.values():
+            index.save()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def disk_usage(self) -> dict[str, int]:
+        return {item.name: item.stat().st_size for item in sorted(self.path.iterdir()) if item.is_file()}
+
+
+def _refuse_other_model(record: ModelRecord, model: str, settings: Settings, path: Path) -> None:
+    if is_bundle(Path(model)):
+        fingerprint = Bundle(Path(model)).manifest.fingerprint
+        if fingerprint == record.fingerprint:
+            return
+        detail = f"bundle {model} has fingerprint {fingerprint}"
+    elif model == record.name:
+        return
+    else:
+        detail = f"model {model!r} was asked for"
+    raise ModelMismatchError(
+        f"{path} was built with {record.name} ({record.precision}, fingerprint {record.fingerprint}) but {detail}; "
+        f"vectors from different models cannot be mixed. Use another --data-dir, or omit --model."
+    )

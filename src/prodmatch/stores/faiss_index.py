@@ -1,0 +1,157 @@
+"""VectorIndex on FAISS: exact (flat) for small catalogs, HNSW above a threshold; saved atomically.
+
+HNSW cannot delete in place, so deletions become tombstones excluded from every search and are compacted
+away (the graph rebuilt from its own vectors) when they pass a fifth of the index.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from prodmatch.config import IndexSettings
+
+_COMPACT_RATIO = 0.2
+_INDEX_KINDS = ("auto", "flat", "hnsw")
+
+
+class FaissIndex:
+    """One vector space's index, persisted as a single file written then renamed."""
+
+    def __init__(self, path: Path, dims: int, settings: IndexSettings) -> None:
+        if settings.kind not in _INDEX_KINDS:
+            raise ValueError(f"unknown index kind {settings.kind!r}; valid kinds: {', '.join(_INDEX_KINDS)}")
+        self.path = Path(path)
+        self.dims = dims
+        self.settings = settings
+        self._tombstones: set[int] = set()
+        self._index = self._load() if self.path.exists() else self._empty(self._wanted_kind(0))
+
+    @property
+    def kind(self) -> str:
+        return "hnsw" if isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW) else "flat"
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal) - len(self._tombstones)
+
+    def ids(self) -> np.ndarray:
+        """The live vector ids."""
+        stored = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        if not self._tombstones:
+            return stored
+        return stored[~np.isin(stored, np.fromiter(self._tombstones, dtype=np.int64))]
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        self._tombstones.difference_update(int(i) for i in ids)
+        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+        if self.kind != self._wanted_kind(len(self)):
+            self._rebuild(self._wanted_kind(len(self)))
+
+    def remove(self, ids: Sequence[int]) -> None:
+        if not len(ids):
+            return
+        if self.kind == "flat":
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            return
+        self._tombstones.update(int(i) for i in ids)
+        if len(self._tombstones) > _COMPACT_RATIO * max(self._index.ntotal, 1):
+            self._rebuild(self._wanted_kind(len(self)))
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k); missing slots have id -1. ALLOWED restricts the candidates."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(k, len(self) if allowed is None else len(allowed)))
+        if len(self) == 0 or (allowed is not None and len(allowed) == 0):
+            return np.full((len(queries), k), -np.inf, "f4"), np.full((len(queries), k), -1, np.int64)
+        selector, keep_alive = self._selector(allowed)
+        params = self._params(selector, k)
+        scores, ids = self._index.search(queries, k, params=params)
+        del keep_alive
+        if allowed is not None and self.kind == "hnsw" and bool((ids < 0).any()):
+            # A narrow filter can cut the HNSW graph into pieces the walk never reaches; fall back to exact.
+            return self._exact_subset(queries, k, allowed)
+        return scores, ids
+
+    def _selector(self, allowed: np.ndarray | None) -> tuple[faiss.IDSelector | None, list[object]]:
+        keep: list[object] = []
+        selector = None
+        if allowed is not None:
+            allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+            selector = faiss.IDSelectorBatch(allowed)
+            keep += [allowed, selector]
+        if self._tombstones:
+            dead = np.fromiter(self._tombstones, dtype=np.int64)
+            not_dead = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead))
+            keep += [dead, not_dead]
+            selector = not_dead if selector is None else faiss.IDSelectorAnd(selector, not_dead)
+            keep.append(selector)
+        return selector, keep
+
+    def _params(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.settings.hnsw_ef_search, k)
+        elif selector is not None:
+            params = faiss.SearchParameters()
+        else:
+            return None
+        if selector is not None:
+            params.sel = selector
+        return params
+
+    def _exact_subset(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        live = np.setdiff1d(allowed, np.fromiter(self._tombstones, dtype=np.int64))
+        vectors = np.vstack([self._index.reconstruct(int(i)) for i in live])
+        scores = queries @ vectors.T
+        order = np.argsort(-scores, axis=1)[:, :k]
+        return np.take_along_axis(scores, order, axis=1), live[order]
+
+    def save(self) -> None:
+        """Write to a temporary file, fsync, then rename over the old one: a crash never leaves half an index."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, index=faiss.serialize_index(self._index),
+                 tombstones=np.fromiter(self._tombstones, dtype=np.int64))
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def _load(self) -> faiss.IndexIDMap2:
+        with np.load(self.path) as saved:
+            self._tombstones = {int(i) for i in saved["tombstones"]}
+            return faiss.deserialize_index(saved["index"])
+
+    def _wanted_kind(self, size: int) -> str:
+        if self.settings.kind != "auto":
+            return self.settings.kind
+        return "hnsw" if size >= self.settings.exact_threshold else "flat"
+
+    def _empty(self, kind: str) -> faiss.IndexIDMap2:
+        if kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(self.dims, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.settings.hnsw_ef_construction
+        else:
+            inner = faiss.IndexFlatIP(self.dims)
+        return faiss.IndexIDMap2(inner)
+
+    def _rebuild(self, kind: str) -> None:
+        """A fresh index of KIND holding the live vectors (read back in storage order, tombstones dropped)."""
+        stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
+        live = ~np.isin(stored_ids, np.fromiter(self._tombstones, dtype=np.int64))
+        self._index = self._empty(kind)
+        self._tombstones = set()
+        if live.any():
+            self._index.add_with_ids(np.ascontiguousarray(vectors[live]), stored_ids[live])

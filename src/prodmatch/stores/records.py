@@ -1,0 +1,69 @@
+"""Plain data passed across the store seams (no ORM objects leak out of a store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+JsonValue = Any
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    path: str
+    sha256: str
+    signature: bytes | None = None  # 16x16 grey thumbnail: finds the same photo saved as another file
+
+
+@dataclass
+class Product:
+    """A catalog product as stored: id, display name, searchable text, images and free-form attributes."""
+
+    id: str
+    name: str | None
+    text: str
+    attributes: dict[str, JsonValue] = field(default_factory=dict)
+    images: list[ImageRef] = field(default_factory=list)
+    content_hash: str = ""
+    embed_hash: str = ""
+
+    def as_dict(self) -> dict[str, JsonValue]:
+        """The product as the API and CLI show it: attributes plus name and image paths."""
+        return {"name": self.name, **self.attributes, "images": [image.path for image in self.images]}
+
+
+@dataclass
+class SpaceVectors:
+    """Vectors of one product in one space (image vectors: one per image; text: one)."""
+
+    space: str
+    vectors: np.ndarray
+    image_shas: list[str] | None = None  # image space: the file each vector was computed from
+
+
+@dataclass
+class ProductUpsert:
+    """A product to write; vectors None keeps its stored vectors (only metadata changed)."""
+
+    product: Product
+    vectors: list[SpaceVectors] | None
+
+
+@dataclass
+class VectorChanges:
+    """What an upsert or delete did to the vector table, for the indexes to follow."""
+
+    removed: dict[str, list[int]] = field(default_factory=dict)
+    added: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def merge(self, other: VectorChanges) -> None:
+        for space, ids in other.removed.items():
+            self.removed.setdefault(space, []).extend(ids)
+        for space, (ids, vectors) in other.added.items():
+            if space in self.added:
+                old_ids, old_vectors = self.added[space]
+                self.added[space] = (np.concatenate([old_ids, ids]), np.vstack([old_vectors, vectors]))
+            else:
+                self.added[space] = (ids, vectors)
