@@ -16,9 +16,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from prodmatch.config import Settings
-from prodmatch.errors import ProdmatchError
+from prodmatch.errors import ModelUnavailableError, ProdmatchError
 
-app = typer.Typer(help="Match product photos and descriptions against a catalog.", no_args_is_help=True)
+app = typer.Typer(
+    help="Match product photos and descriptions against a catalog.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 model_app = typer.Typer(help="Embedding models: list, export bundles, benchmark.", no_args_is_help=True)
 products_app = typer.Typer(help="Browse and edit the products in a data dir.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -264,6 +266,90 @@ def evaluate(
         table.add_row(kind, str(metrics["n"]), f"{metrics['recall@1']:.3f}", f"{metrics['recall@5']:.3f}",
                       f"{metrics['mrr']:.3f}")
     out.print(table)
+
+
+@model_app.command("list")
+def model_list(as_json: JsonOption = False) -> None:
+    """Known models, whether each can be used on this machine, and why not."""
+    from prodmatch.models.registry import load_registry
+    from prodmatch.models.weights import availability
+
+    settings = Settings()
+    rows = []
+    for spec in load_registry().values():
+        status = availability(spec, settings.clip_weights)
+        rows.append({"name": spec.name, "available": status.available, "reason": status.reason,
+                     "for_matching": spec.for_matching, "shared_space": spec.shared_space,
+                     "dims": {"image": spec.image.dims, "text": spec.text.dims},
+                     "default_precision": spec.default_precision, "description": spec.description})
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="models")
+    for column in ("name", "available", "spaces", "dims", "notes"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        label = row["name"] if row["for_matching"] else f"{row['name']} [yellow](TEST ONLY: random weights)[/]"
+        spaces = "shared image+text" if row["shared_space"] else "image->image, text->text"
+        dims = f"{row['dims']['image']} / {row['dims']['text']}"
+        table.add_row(label, "[green]yes[/]" if row["available"] else "[red]no[/]", spaces, dims, row["reason"])
+    out.print(table)
+
+
+@model_app.command("export")
+def model_export(
+    name: Annotated[str, typer.Argument(help="registry model name")],
+    out_dir: Annotated[Path, typer.Option("--out", help="bundle folder to write")],
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8")] = "fp32",
+) -> None:
+    """Export NAME as a self-contained ONNX bundle (manifest, image and text graphs, tokenizer)."""
+    from prodmatch.models.bench import parse_precisions
+    from prodmatch.models.export import export_bundle
+    from prodmatch.models.registry import get_spec
+    from prodmatch.models.weights import availability
+
+    settings = Settings()
+    spec = get_spec(name)
+    (chosen,) = parse_precisions(precision)
+    status = availability(spec, settings.clip_weights, try_hub=True)
+    if not status.available:
+        raise ModelUnavailableError(f"cannot export {name}: {status.reason}")
+    bundle = export_bundle(spec, chosen, out_dir, settings.clip_weights)
+    out.print(f"wrote {bundle.folder} ({bundle.manifest.precision}, fingerprint {bundle.manifest.fingerprint})")
+
+
+@model_app.command("bench")
+def model_bench(
+    target: Annotated[str, typer.Argument(help="registry model name or bundle folder")],
+    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated")] = "1,8,32",
+    precisions: Annotated[str, typer.Option("--precisions", help="for a model name")] = "fp32,fp16,int8",
+    backends: Annotated[str, typer.Option("--backends", help="onnx,torch")] = "onnx,torch",
+    repeats: Annotated[int, typer.Option(min=1)] = 5,
+    decode_image: Annotated[Path | None, typer.Option("--decode-image", help="JPEG for the decode timing")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Images/s and ms per text for each backend and precision, on this machine."""
+    from prodmatch.models.bench import parse_precisions, run_bench
+    from prodmatch.models.factory import BACKENDS
+
+    chosen_backends = [b.strip() for b in backends.split(",") if b.strip()]
+    if unknown := set(chosen_backends) - set(BACKENDS):
+        raise typer.BadParameter(f"unknown backends {sorted(unknown)}; valid: {', '.join(BACKENDS)}")
+    sizes = [int(size) for size in batch.split(",")]
+    report = run_bench(target, Settings(), sizes, parse_precisions(precisions), chosen_backends,  # type: ignore[arg-type]
+                       repeats, decode_image)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"{report['model']} on {report['machine']['cpu']} ({report['machine']['cores']} cores)")
+    for column in ("backend", "precision", "tower", "batch", "ms/item", "items/s"):
+        table.add_column(column, justify="right")
+    for row in report["rows"]:
+        table.add_row(row["backend"], row["precision"], row["tower"], str(row["batch"]), f"{row['ms_per_item']:.2f}",
+                      f"{row['items_per_s']:.1f}")
+    out.print(table)
+    out.print(f"JPEG decode {report['decode']['width']}x{report['decode']['height']}: "
+              f"full {report['decode']['full_decode_ms']} ms, draft {report['decode']['draft_decode_ms']} ms")
 
 
 def main() -> None:

@@ -23,13 +23,21 @@ class Preprocess(BaseModel):
     std: tuple[float, float, float]
 
 
+# How a tower becomes int8. "dynamic": int8 weights and run-time-quantised activations (MatMul-heavy
+# transformers: fast and accurate). "weights": int8 per-channel weights, fp32 activations (convolution nets,
+# whose int8 activations cost too much accuracy; measured in docs/benchmarks.md).
+Int8Mode = Literal["dynamic", "weights"]
+
+
 class ImageTowerSpec(BaseModel):
     dims: int
     preprocess: Preprocess
+    int8: Int8Mode = "dynamic"
 
 
 class TextTowerSpec(BaseModel):
     dims: int
+    int8: Int8Mode = "dynamic"
     tokenizer: Literal["clip", "wordpiece"]
     max_length: int
     pad_id: int = 0
