@@ -41,12 +41,23 @@ NameCol = Annotated[str | None, typer.Option("--name-col", help="name column [au
 ImageCol = Annotated[str | None, typer.Option("--image-col", help="image column [auto: image, image_path]")]
 TextCols = Annotated[str | None, typer.Option("--text-cols", help="extra text columns, comma-separated")]
 ImagesRoot = Annotated[Path | None, typer.Option("--images-root", help="base folder for relative image paths")]
+CalibrationOption = Annotated[
+    Path | None, typer.Option("--calibration-images", help="folder of sample photos for static int8 calibration")
+]
 ModelOption = Annotated[str | None, typer.Option("--model", help="registry name or bundle folder")]
 
 
 def settings_for(data_dir: Path | None = None) -> Settings:
     settings = Settings()
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
+
+
+def photos_in(folder: Path | None) -> list[Path]:
+    """The JPEG/PNG/WebP files in FOLDER (recursively), sorted; none for no folder."""
+    if folder is None:
+        return []
+    suffixes = {".jpg", ".jpeg", ".png", ".webp"}
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)
 
 
 def print_json(value: Any) -> None:
@@ -301,6 +312,7 @@ def model_export(
     name: Annotated[str, typer.Argument(help="registry model name")],
     out_dir: Annotated[Path, typer.Option("--out", help="bundle folder to write")],
     precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8")] = "fp32",
+    calibration_images: CalibrationOption = None,
 ) -> None:
     """Export NAME as a self-contained ONNX bundle (manifest, image and text graphs, tokenizer)."""
     from prodmatch.models.bench import parse_precisions
@@ -314,7 +326,7 @@ def model_export(
     status = availability(spec, settings.clip_weights, try_hub=True)
     if not status.available:
         raise ModelUnavailableError(f"cannot export {name}: {status.reason}")
-    bundle = export_bundle(spec, chosen, out_dir, settings.clip_weights)
+    bundle = export_bundle(spec, chosen, out_dir, settings.clip_weights, photos_in(calibration_images))
     out.print(f"wrote {bundle.folder} ({bundle.manifest.precision}, fingerprint {bundle.manifest.fingerprint})")
 
 
@@ -326,6 +338,7 @@ def model_bench(
     backends: Annotated[str, typer.Option("--backends", help="onnx,torch")] = "onnx,torch",
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     decode_image: Annotated[Path | None, typer.Option("--decode-image", help="JPEG for the decode timing")] = None,
+    calibration_images: CalibrationOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Images/s and ms per text for each backend and precision, on this machine."""
@@ -337,7 +350,7 @@ def model_bench(
         raise typer.BadParameter(f"unknown backends {sorted(unknown)}; valid: {', '.join(BACKENDS)}")
     sizes = [int(size) for size in batch.split(",")]
     report = run_bench(target, Settings(), sizes, parse_precisions(precisions), chosen_backends,  # type: ignore[arg-type]
-                       repeats, decode_image)
+                       repeats, decode_image, photos_in(calibration_images))
     if as_json:
         print_json(report)
         return

@@ -100,10 +100,11 @@ def machine_info(settings: Settings) -> dict[str, Any]:
 def run_bench(
     target: str, settings: Settings, batches: Sequence[int], precisions: Sequence[Precision],
     backends: Sequence[Backend], repeats: int = 5, decode_image: Path | None = None,
+    calibration_images: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Benchmark a registry model (each precision, exporting bundles as needed) or one bundle folder."""
     bundles = [Bundle(Path(target))] if is_bundle(Path(target)) else [
-        ensure_bundle(target, settings, precision) for precision in precisions
+        ensure_bundle(target, settings, precision, calibration_images) for precision in precisions
     ]
     rows: list[BenchRow] = []
     if "onnx" in backends:

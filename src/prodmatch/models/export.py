@@ -1,29 +1,42 @@
 """Export a registry model to a self-contained ONNX bundle at fp32, fp16 or int8.
 
 fp16 keeps float32 inputs/outputs (casts inside the graph) so callers never change. int8 follows the
-tower's registry setting: "dynamic" is ONNX Runtime's dynamic quantisation (int8 weights per channel,
-activations quantised per batch at run time; no calibration set); "weights" stores int8 per-channel
-weights that are dequantised once when the session loads, for convolution towers whose int8 activations
-lose too much (EfficientNet-lite0 with static int8 activations kept the fp32 top-1 neighbour for only
-~91% of myntra-dev images).
+tower's registry recipe (registry.Int8Recipe): ONNX Runtime's dynamic quantisation for transformer towers,
+static QDQ quantisation calibrated on sample photos for convolution towers.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from prodmatch.errors import ProdmatchError
 from prodmatch.models.bundle import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, Bundle, Manifest, write_manifest
-from prodmatch.models.registry import Int8Mode, ModelSpec, Precision
+from prodmatch.models.preprocess import open_image, to_tensor
+from prodmatch.models.registry import Int8Recipe, ModelSpec, Precision, Preprocess
 
 OPSET = 17
 
 
-def export_bundle(spec: ModelSpec, precision: Precision, out_dir: Path, clip_weights: str) -> Bundle:
+def export_bundle(
+    spec: ModelSpec, precision: Precision, out_dir: Path, clip_weights: str,
+    calibration_images: Sequence[Path] = (),
+) -> Bundle:
     """Write the bundle for SPEC at PRECISION into OUT_DIR (replaced atomically) and return it."""
     import torch
 
+    needs_calibration = precision == "int8" and "static" in (spec.image.int8.mode, spec.text.int8.mode)
+    if needs_calibration and not calibration_images:
+        raise ProdmatchError(
+            f"int8 {spec.name} is calibrated on sample photos: give --calibration-images DIR "
+            f"(a few dozen product photos like the catalog's)"
+        )
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -34,8 +47,9 @@ def export_bundle(spec: ModelSpec, precision: Precision, out_dir: Path, clip_wei
         with torch.inference_mode():
             _export_image(towers.image, spec.image.preprocess.crop, staging / IMAGE_GRAPH)
             _export_text(towers.text, towers.text_input_names, staging / TEXT_GRAPH)
-        _convert_precision(staging / IMAGE_GRAPH, precision, spec.image.int8)
-        _convert_precision(staging / TEXT_GRAPH, precision, spec.text.int8)
+        calibration = _CalibrationPhotos(calibration_images, spec.image.preprocess) if needs_calibration else None
+        _convert_precision(staging / IMAGE_GRAPH, precision, spec.image.int8, calibration)
+        _convert_precision(staging / TEXT_GRAPH, precision, spec.text.int8, None)
         write_manifest(staging, Manifest.from_spec(spec, precision))
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -67,55 +81,70 @@ def _export_text(tower: object, input_names: list[str], path: Path) -> None:
     )
 
 
-def _convert_precision(graph: Path, precision: Precision, int8_mode: Int8Mode) -> None:
+def _convert_precision(
+    graph: Path, precision: Precision, recipe: Int8Recipe, calibration: _CalibrationPhotos | None
+) -> None:
     if precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         model = convert_float_to_float16(onnx.load(str(graph)), keep_io_types=True)
         onnx.save(model, str(graph))
-    elif precision == "int8" and int8_mode == "weights":
-        quantise_weights(graph)
+    elif precision == "int8" and recipe.mode == "static":
+        if calibration is None:
+            raise ProdmatchError("static int8 quantisation needs calibration photos")
+        _quantise_static(graph, recipe, calibration)
     elif precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantised = graph.with_suffix(".int8.onnx")
-        quantize_dynamic(
-            str(graph), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-            extra_options={"DefaultTensorType": 1},  # FLOAT: lets it type tensors shape inference missed
-        )
-        quantised.replace(graph)
+        _quantise_dynamic(graph, recipe)
 
 
-def quantise_weights(graph: Path) -> None:
-    """Replace every Conv/Gemm/MatMul weight initializer by int8 values, a per-output-channel scale and a
-    DequantizeLinear node: a quarter of the size, fp32 arithmetic."""
-    import numpy as np
+def _nodes_matching(graph: Path, patterns: Sequence[str]) -> list[str]:
     import onnx
-    from onnx import helper, numpy_helper
 
-    model = onnx.load(str(graph))
-    weight_names = {node.input[1] for node in model.graph.node if node.op_type in ("Conv", "Gemm", "MatMul")}
-    kept, added_nodes = [], []
-    for initializer in model.graph.initializer:
-        weights = numpy_helper.to_array(initializer)
-        if initializer.name not in weight_names or weights.ndim < 2 or weights.dtype != np.float32:
-            kept.append(initializer)
-            continue
-        axis = 0 if weights.ndim > 2 else 1  # Conv: output channels first; MatMul/Gemm (K, N): columns
-        reduce_axes = tuple(i for i in range(weights.ndim) if i != axis)
-        scale = (np.abs(weights).max(axis=reduce_axes) / 127.0).astype(np.float32)
-        scale[scale == 0] = 1.0
-        shape = [-1 if i == axis else 1 for i in range(weights.ndim)]
-        quantised = np.clip(np.rint(weights / scale.reshape(shape)), -127, 127).astype(np.int8)
-        name = initializer.name
-        kept += [numpy_helper.from_array(quantised, f"{name}_int8"), numpy_helper.from_array(scale, f"{name}_scale"),
-                 numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}_zero")]
-        added_nodes.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
-                                            [name], axis=axis, name=f"{name}_dequantize"))
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-    nodes = added_nodes + list(model.graph.node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    onnx.save(model, str(graph))
+    return [node.name for node in onnx.load(str(graph)).graph.node if any(re.search(p, node.name) for p in patterns)]
+
+
+def _quantise_dynamic(graph: Path, recipe: Int8Recipe) -> None:
+    """int8 MatMul/Gemm weights (per channel), activations quantised per run; embedding tables stay fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantised = graph.with_suffix(".int8.onnx")
+    quantize_dynamic(
+        str(graph), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=_nodes_matching(graph, recipe.keep_fp32),
+        extra_options={"DefaultTensorType": 1},  # FLOAT: lets it type tensors shape inference missed
+    )
+    quantised.replace(graph)
+
+
+
+class _CalibrationPhotos(CalibrationDataReader):  # type: ignore[misc]
+    """Feeds preprocessed sample photos, one at a time, to ONNX Runtime's calibrator."""
+
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
+        self._pixels = to_tensor([open_image(path, draft_short_side=2 * preprocess.resize_short) for path in paths],
+                                 preprocess)
+        self._rows: Iterator[np.ndarray] = iter(())
+        self.rewind()
+
+    def rewind(self) -> None:
+        self._rows = iter(self._pixels[i : i + 1] for i in range(len(self._pixels)))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        row = next(self._rows, None)
+        return None if row is None else {"pixel_values": row}
+
+
+def _quantise_static(graph: Path, recipe: Int8Recipe, calibration: _CalibrationPhotos) -> None:
+    """QDQ int8 with per-channel weights and MinMax-calibrated activations."""
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_static
+
+    prepared = graph.with_suffix(".pre.onnx")
+    quant_pre_process(str(graph), str(prepared))
+    keep = _nodes_matching(prepared, recipe.keep_fp32)
+    calibration.rewind()
+    quantised = graph.with_suffix(".int8.onnx")
+    quantize_static(str(prepared), str(quantised), calibration, per_channel=True, nodes_to_exclude=keep,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantised.replace(graph)
+    prepared.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +23,10 @@ def cached_bundle_dir(name: str, precision: Precision, settings: Settings) -> Pa
     return settings.models_dir / f"{name}-{precision}"
 
 
-def ensure_bundle(name_or_dir: str | Path, settings: Settings, precision: Precision | None = None) -> Bundle:
+def ensure_bundle(
+    name_or_dir: str | Path, settings: Settings, precision: Precision | None = None,
+    calibration_images: Sequence[Path] = (),
+) -> Bundle:
     """The bundle for a folder, or for a registry name (exported into the models cache on first use)."""
     if is_bundle(Path(name_or_dir)):
         return Bundle(Path(name_or_dir))
@@ -36,7 +40,7 @@ def ensure_bundle(name_or_dir: str | Path, settings: Settings, precision: Precis
         raise ModelUnavailableError(f"model {spec.name} is not available: {status.reason}")
     from prodmatch.models.export import export_bundle
 
-    return export_bundle(spec, chosen, folder, settings.clip_weights)
+    return export_bundle(spec, chosen, folder, settings.clip_weights, calibration_images)
 
 
 def create_embedder(bundle: Bundle, settings: Settings, backend: Backend = "onnx") -> Embedder:

@@ -23,21 +23,30 @@ class Preprocess(BaseModel):
     std: tuple[float, float, float]
 
 
-# How a tower becomes int8. "dynamic": int8 weights and run-time-quantised activations (MatMul-heavy
-# transformers: fast and accurate). "weights": int8 per-channel weights, fp32 activations (convolution nets,
-# whose int8 activations cost too much accuracy; measured in docs/benchmarks.md).
-Int8Mode = Literal["dynamic", "weights"]
+class Int8Recipe(BaseModel):
+    """How a tower becomes int8.
+
+    dynamic: int8 weights, activations quantised at run time; suits MatMul-heavy transformers, needs no data.
+    static: int8 weights and activations with ranges calibrated on sample photos; suits convolution nets,
+    where dynamic quantisation is slow and inaccurate.
+    keep_fp32: regular expressions for graph nodes left in fp32, chosen by per-layer sensitivity (quantise one
+    layer, measure the cosine to fp32): EfficientNet's stem and first block (batch norm folded in, wide
+    per-channel ranges) and BERT's feed-forward down-projections (activation outliers after GELU).
+    """
+
+    mode: Literal["dynamic", "static"] = "dynamic"
+    keep_fp32: list[str] = []
 
 
 class ImageTowerSpec(BaseModel):
     dims: int
     preprocess: Preprocess
-    int8: Int8Mode = "dynamic"
+    int8: Int8Recipe = Int8Recipe()
 
 
 class TextTowerSpec(BaseModel):
     dims: int
-    int8: Int8Mode = "dynamic"
+    int8: Int8Recipe = Int8Recipe()
     tokenizer: Literal["clip", "wordpiece"]
     max_length: int
     pad_id: int = 0

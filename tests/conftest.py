@@ -1,0 +1,69 @@
+"""Shared fixtures: the sample data beside the checkout, real model bundles exported once per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from prodmatch.config import Settings
+from prodmatch.models.bundle import Bundle
+from prodmatch.models.embedder import Embedder
+from prodmatch.models.factory import create_embedder, ensure_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+# Bundles are real exports; they are cached between runs (CI starts empty and exports once).
+MODELS_DIR = Path(os.environ.get("PRODMATCH_TEST_MODELS_DIR", REPO / ".cache" / "test-models"))
+
+
+def calibration_photos() -> list[Path]:
+    """Real photos that are not in myntra-dev, so int8 parity on myntra-dev is measured on unseen images."""
+    folders = [SHARED_DATA / "deepfashion-views" / "images", SHARED_DATA / "electronics-small" / "images"]
+    return sorted(p for folder in folders for p in folder.glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "myntra-dev" / "catalog.csv").is_file():
+        pytest.fail(f"sample data missing: expected {SHARED_DATA} beside the checkout (see README)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def myntra(shared_data: Path) -> Path:
+    return shared_data / "myntra-dev"
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return Settings(models_dir=MODELS_DIR, data_dir=Path("unused"))
+
+
+@pytest.fixture
+def settings(base_settings: Settings, tmp_path: Path) -> Settings:
+    """Settings with a fresh data dir per test and the shared bundle cache."""
+    return base_settings.model_copy(update={"data_dir": tmp_path / "data"})
+
+
+@pytest.fixture(scope="session")
+def offline_bundle(base_settings: Settings) -> Bundle:
+    return ensure_bundle("offline-effnet-minilm", base_settings, "fp32")
+
+
+@pytest.fixture(scope="session")
+def clip_random_bundle(base_settings: Settings) -> Bundle:
+    return ensure_bundle("clip-vit-b-32-random", base_settings, "fp32")
+
+
+@pytest.fixture(scope="session")
+def offline_embedder(offline_bundle: Bundle, base_settings: Settings) -> Embedder:
+    return create_embedder(offline_bundle, base_settings)
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for running the CLI in a subprocess against this test's data dir."""
+    return {**os.environ, "PRODMATCH_MODELS_DIR": str(settings.models_dir),
+            "PRODMATCH_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
