@@ -65,5 +65,9 @@ def offline_embedder(offline_bundle: Bundle, base_settings: Settings) -> Embedde
 @pytest.fixture
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for running the CLI in a subprocess against this test's data dir."""
-    return {**os.environ, "PRODMATCH_MODELS_DIR": str(settings.models_dir),
-            "PRODMATCH_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "PRODMATCH_MODELS_DIR": str(settings.models_dir),
+        "PRODMATCH_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }

@@ -19,7 +19,9 @@ from prodmatch.config import Settings
 from prodmatch.errors import ModelUnavailableError, ProdmatchError
 
 app = typer.Typer(
-    help="Match product photos and descriptions against a catalog.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Match product photos and descriptions against a catalog.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 model_app = typer.Typer(help="Embedding models: list, export bundles, benchmark.", no_args_is_help=True)
 products_app = typer.Typer(help="Browse and edit the products in a data dir.", no_args_is_help=True)
@@ -66,9 +68,13 @@ def print_json(value: Any) -> None:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Any]:
-    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("{task.completed} rows · {task.fields[images]} images · {task.fields[rate]} rows/s"),
-               TimeElapsedColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} rows · {task.fields[images]} images · {task.fields[rate]} rows/s"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(label, total=None, images=0, rate="-")
 
@@ -108,11 +114,15 @@ def ingest(
     if as_json:
         print_json(report.as_dict())
         return
-    out.print(f"[green]added {report.added}[/] · updated {report.updated} · unchanged {report.unchanged} · "
-              f"[red]rejected {len(report.rejected)}[/] · {report.images} images embedded in {report.seconds:.1f}s · "
-              f"{report.duplicate_groups} duplicate-listing groups")
+    out.print(
+        f"[green]added {report.added}[/] · updated {report.updated} · unchanged {report.unchanged} · "
+        f"[red]rejected {len(report.rejected)}[/] · {report.images} images embedded in {report.seconds:.1f}s · "
+        f"{report.duplicate_groups} duplicate-listing groups"
+    )
     for rejection in report.rejected:
-        out.print(f"  line {rejection.line}" + (f" (id {rejection.id})" if rejection.id else "") + f": {rejection.reason}")
+        out.print(
+            f"  line {rejection.line}" + (f" (id {rejection.id})" if rejection.id else "") + f": {rejection.reason}"
+        )
 
 
 @app.command()
@@ -165,8 +175,10 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
             "data_dir": str(datadir.path),
             "products": datadir.store.count(),
             "model": datadir.record.model_dump(),
-            "indexes": {space: {"kind": datadir.index(space).kind, "vectors": len(datadir.index(space))}
-                        for space in datadir.record.spaces},
+            "indexes": {
+                space: {"kind": datadir.index(space).kind, "vectors": len(datadir.index(space))}
+                for space in datadir.record.spaces
+            },
             "duplicate_groups": datadir.store.duplicate_groups(),
             "repairs": [r.model_dump() for r in datadir.repairs],
             "disk_bytes": datadir.disk_usage(),
@@ -196,7 +208,7 @@ def products_list(
     try:
         parsed = parse_filters(filters)
         check_keys(parsed, datadir.store.attribute_keys())
-        items = datadir.store.list(offset, limit, parsed)
+        items = datadir.store.page(offset, limit, parsed)
         total = datadir.store.count(parsed)
     finally:
         datadir.close()
@@ -237,7 +249,7 @@ def products_delete(product_id: str, data_dir: DataDirOption = None) -> None:
     try:
         if not datadir.store.get([product_id]):
             raise NotFoundError(f"no product with id {product_id!r}")
-        datadir.apply(datadir.store.delete(product_id))
+        datadir.delete(product_id)
         datadir.save()
     finally:
         datadir.close()
@@ -265,8 +277,9 @@ def evaluate(
         raise typer.BadParameter(f"--queries must be one of: {', '.join(QUERY_KINDS)}, both")
     kinds = list(QUERY_KINDS) if queries == "both" else [queries]
     columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
-    report = evaluate_catalog(Settings(), catalog, columns, images_root, model, kinds, seed,
-                              announce=lambda m: err.print(f"[cyan]{m}"))
+    report = evaluate_catalog(
+        Settings(), catalog, columns, images_root, model, kinds, seed, announce=lambda m: err.print(f"[cyan]{m}")
+    )
     if as_json:
         print_json(report)
         return
@@ -274,8 +287,9 @@ def evaluate(
     for column in ("queries", "n", "Recall@1", "Recall@5", "MRR"):
         table.add_column(column)
     for kind, metrics in report["metrics"].items():
-        table.add_row(kind, str(metrics["n"]), f"{metrics['recall@1']:.3f}", f"{metrics['recall@5']:.3f}",
-                      f"{metrics['mrr']:.3f}")
+        table.add_row(
+            kind, str(metrics["n"]), f"{metrics['recall@1']:.3f}", f"{metrics['recall@5']:.3f}", f"{metrics['mrr']:.3f}"
+        )
     out.print(table)
 
 
@@ -286,13 +300,21 @@ def model_list(as_json: JsonOption = False) -> None:
     from prodmatch.models.weights import availability
 
     settings = Settings()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for spec in load_registry().values():
         status = availability(spec, settings.clip_weights)
-        rows.append({"name": spec.name, "available": status.available, "reason": status.reason,
-                     "for_matching": spec.for_matching, "shared_space": spec.shared_space,
-                     "dims": {"image": spec.image.dims, "text": spec.text.dims},
-                     "default_precision": spec.default_precision, "description": spec.description})
+        rows.append(
+            {
+                "name": spec.name,
+                "available": status.available,
+                "reason": status.reason,
+                "for_matching": spec.for_matching,
+                "shared_space": spec.shared_space,
+                "dims": {"image": spec.image.dims, "text": spec.text.dims},
+                "default_precision": spec.default_precision,
+                "description": spec.description,
+            }
+        )
     if as_json:
         print_json(rows)
         return
@@ -349,8 +371,16 @@ def model_bench(
     if unknown := set(chosen_backends) - set(BACKENDS):
         raise typer.BadParameter(f"unknown backends {sorted(unknown)}; valid: {', '.join(BACKENDS)}")
     sizes = [int(size) for size in batch.split(",")]
-    report = run_bench(target, Settings(), sizes, parse_precisions(precisions), chosen_backends,  # type: ignore[arg-type]
-                       repeats, decode_image, photos_in(calibration_images))
+    report = run_bench(
+        target,
+        Settings(),
+        sizes,
+        parse_precisions(precisions),
+        chosen_backends,  # type: ignore[arg-type]
+        repeats,
+        decode_image,
+        photos_in(calibration_images),
+    )
     if as_json:
         print_json(report)
         return
@@ -358,11 +388,19 @@ def model_bench(
     for column in ("backend", "precision", "tower", "batch", "ms/item", "items/s"):
         table.add_column(column, justify="right")
     for row in report["rows"]:
-        table.add_row(row["backend"], row["precision"], row["tower"], str(row["batch"]), f"{row['ms_per_item']:.2f}",
-                      f"{row['items_per_s']:.1f}")
+        table.add_row(
+            row["backend"],
+            row["precision"],
+            row["tower"],
+            str(row["batch"]),
+            f"{row['ms_per_item']:.2f}",
+            f"{row['items_per_s']:.1f}",
+        )
     out.print(table)
-    out.print(f"JPEG decode {report['decode']['width']}x{report['decode']['height']}: "
-              f"full {report['decode']['full_decode_ms']} ms, draft {report['decode']['draft_decode_ms']} ms")
+    out.print(
+        f"JPEG decode {report['decode']['width']}x{report['decode']['height']}: "
+        f"full {report['decode']['full_decode_ms']} ms, draft {report['decode']['draft_decode_ms']} ms"
+    )
 
 
 def main() -> None:
@@ -378,10 +416,9 @@ def main() -> None:
         sys.exit(130)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: typer prints them like click does
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))

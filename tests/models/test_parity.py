@@ -17,8 +17,13 @@ from tests.conftest import calibration_photos
 pytestmark = pytest.mark.slow
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
-TEXTS = ["Mr.Men Boys Blazing Yellow T-shirt", "girls pink floral dress with a bow", "Sony WH-1000XM5 headphones",
-         "café crème — naïve 👟", "word " * 120]
+TEXTS = [
+    "Mr.Men Boys Blazing Yellow T-shirt",
+    "girls pink floral dress with a bow",
+    "Sony WH-1000XM5 headphones",
+    "café crème — naïve 👟",
+    "word " * 120,
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +35,10 @@ def photos(shared_data: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def references(base_settings: Settings) -> dict[str, Embedder]:
-    return {name: create_embedder(ensure_bundle(name, base_settings, "fp32"), base_settings, "torch")
-            for name in ("offline-effnet-minilm", "clip-vit-b-32-random")}
+    return {
+        name: create_embedder(ensure_bundle(name, base_settings, "fp32"), base_settings, "torch")
+        for name in ("offline-effnet-minilm", "clip-vit-b-32-random")
+    }
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

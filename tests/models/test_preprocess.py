@@ -24,8 +24,9 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
 
 def gradient(width: int = 64, height: int = 48) -> Image.Image:
     x = np.linspace(0, 255, width, dtype=np.uint8)
-    pixels = np.stack([np.tile(x, (height, 1)), np.tile(x[::-1], (height, 1)), np.full((height, width), 128, np.uint8)],
-                      axis=2)
+    pixels = np.stack(
+        [np.tile(x, (height, 1)), np.tile(x[::-1], (height, 1)), np.full((height, width), 128, np.uint8)], axis=2
+    )
     return Image.fromarray(pixels, "RGB")
 
 

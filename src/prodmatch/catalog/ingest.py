@@ -89,18 +89,26 @@ class CatalogIngester:
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
 
     def ingest_file(
-        self, catalog: Path, columns: ColumnOptions, images_root: Path | None = None,
+        self,
+        catalog: Path,
+        columns: ColumnOptions,
+        images_root: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Read CATALOG and ingest every valid row; invalid rows are reported, never fatal."""
         rows = read_catalog(catalog)
         sample = list(itertools.islice(rows, _COLUMN_SAMPLE))
+        if not sample:
+            return IngestReport()  # an empty catalog is not an error: there is simply nothing to add
         mapping = ColumnMapping.detect(_columns(sample), **asdict(columns))
         resolver = ImageResolver(Path(catalog).resolve().parent, images_root)
         return self.ingest_rows(itertools.chain(sample, rows), mapping, resolver, progress)
 
     def ingest_rows(
-        self, rows: Iterable[RawRow], mapping: ColumnMapping, resolver: ImageResolver,
+        self,
+        rows: Iterable[RawRow],
+        mapping: ColumnMapping,
+        resolver: ImageResolver,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
         started = time.perf_counter()
@@ -153,8 +161,7 @@ class CatalogIngester:
             else:
                 to_embed.append(item)
         upserts += self._embed(to_embed, report)
-        changes = self.datadir.store.upsert(upserts)
-        self.datadir.apply(changes)
+        changes = self.datadir.upsert(upserts)
         if "image" in changes.added:
             self._link_near_duplicates(*changes.added["image"])
         for upsert in upserts:
@@ -182,12 +189,16 @@ class CatalogIngester:
         except OSError as exc:
             report.rejected.append(Rejection(draft.line, draft.id, f"cannot read image: {exc}"))
             return None
-        unique = dict(zip((hashlib.sha256(b).hexdigest() for b in blobs), zip(draft.image_labels, blobs, strict=True),
-                          strict=True))
+        unique = dict(
+            zip(
+                (hashlib.sha256(b).hexdigest() for b in blobs), zip(draft.image_labels, blobs, strict=True), strict=True
+            )
+        )
         images = [ImageRef(label, sha) for sha, (label, _blob) in unique.items()]
         embed_hash = _digest(draft.text, *unique)
-        content_hash = _digest(embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str),
-                               *draft.image_labels)
+        content_hash = _digest(
+            embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str), *draft.image_labels
+        )
         product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
         return _Prepared(draft, [blob for _label, blob in unique.values()], product)
 
@@ -205,8 +216,10 @@ class CatalogIngester:
         upserts, offset = [], 0
         for item in items:
             count = len(decoded[item.draft.id])
-            item.product.images = [replace(ref, signature=signature(image))
-                                   for ref, image in zip(item.product.images, decoded[item.draft.id], strict=True)]
+            item.product.images = [
+                replace(ref, signature=signature(image))
+                for ref, image in zip(item.product.images, decoded[item.draft.id], strict=True)
+            ]
             shas = [ref.sha256 for ref in item.product.images]
             vectors = [SpaceVectors("image", image_vectors[offset : offset + count], shas)] if count else []
             offset += count
@@ -222,12 +235,18 @@ class CatalogIngester:
         runtime = self.datadir.settings.runtime
 
         def decode(label: str, blob: bytes) -> Image.Image:
-            return open_image(blob, label=label, max_pixels=runtime.max_image_pixels,
-                              draft_short_side=draft_side if runtime.jpeg_draft else None)
+            return open_image(
+                blob,
+                label=label,
+                max_pixels=runtime.max_image_pixels,
+                draft_short_side=draft_side if runtime.jpeg_draft else None,
+            )
 
         pending = {
-            item.draft.id: [self._decode_pool.submit(decode, ref.path, blob)
-                            for ref, blob in zip(item.product.images, item.image_bytes, strict=True)]
+            item.draft.id: [
+                self._decode_pool.submit(decode, ref.path, blob)
+                for ref, blob in zip(item.product.images, item.image_bytes, strict=True)
+            ]
             for item in items
         }
         decoded: dict[str, list[Image.Image]] = {}

@@ -51,11 +51,15 @@ class ColumnMapping:
                 raise CatalogError(f"column {given!r} is not in the catalog; columns: {', '.join(columns)}")
         found_id = id_col or _find(columns, ID_NAMES)
         if not found_id:
-            raise CatalogError(f"no id column found (tried id, product_id, ProductId, sku); use --id-col. "
-                               f"Columns: {', '.join(columns)}")
+            raise CatalogError(
+                f"no id column found (tried id, product_id, ProductId, sku); use --id-col. "
+                f"Columns: {', '.join(columns)}"
+            )
         name = name_col or _find(columns, NAME_NAMES)
-        text = tuple(text_cols) if text_cols is not None else tuple(
-            c for c in columns if _key(c) in TEXT_NAMES and c not in (found_id, name)
+        text = (
+            tuple(text_cols)
+            if text_cols is not None
+            else tuple(c for c in columns if _key(c) in TEXT_NAMES and c not in (found_id, name))
         )
         return cls(found_id, name, image_col or _find(columns, IMAGE_NAMES), text)
 

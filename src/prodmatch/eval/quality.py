@@ -2,7 +2,8 @@
 
 A query is correct when a returned product is the source product or a duplicate listing of it: a product
 whose image is byte-identical, or the same photo saved as another file (re-encoded; detected at ingest, see
-catalog.ingest). The figures counting byte-identical duplicates only are reported beside them. Image queries: each product's first image altered as a customer photo
+catalog.ingest). The figures counting byte-identical duplicates only are reported beside them.
+Image queries: each product's first image altered as a customer photo
 (see eval.alter). Text queries: the product's short categorical attribute values (e.g. colour, type,
 gender) plus a random half of the words of its name, in order; products without a name use attributes only.
 """
@@ -31,22 +32,34 @@ _BATCH = 32
 
 
 def evaluate_catalog(
-    settings: Settings, catalog: Path, columns: ColumnOptions, images_root: Path | None, model: str | None,
-    kinds: Sequence[str], seed: int = 0, announce: Callable[[str], None] = lambda _m: None,
+    settings: Settings,
+    catalog: Path,
+    columns: ColumnOptions,
+    images_root: Path | None,
+    model: str | None,
+    kinds: Sequence[str],
+    seed: int = 0,
+    announce: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Build a throwaway index of CATALOG and measure retrieval quality for each query kind."""
     with tempfile.TemporaryDirectory(prefix="prodmatch-eval-") as tmp:
-        datadir = DataDir.open(settings.model_copy(update={"data_dir": Path(tmp)}), model=model, create=True,
-                               announce=announce)
+        datadir = DataDir.open(
+            settings.model_copy(update={"data_dir": Path(tmp)}), model=model, create=True, announce=announce
+        )
         try:
             ingest = CatalogIngester(datadir).ingest_file(catalog, columns, images_root)
-            products = datadir.store.list(0, datadir.store.count())
+            products = datadir.store.page(0, datadir.store.count())
             groups = _groups(datadir.store.duplicate_groups(include_near=True))
             strict = _groups(datadir.store.duplicate_groups(include_near=False))
             runner = _QueryRunner(MatchService(datadir), groups, strict, seed)
             metrics = {kind: runner.run(kind, products, catalog_dir(catalog, images_root)) for kind in kinds}
-            return {"model": datadir.record.name, "products": len(products), "rejected": len(ingest.rejected),
-                    "duplicate_groups": len(set(map(frozenset, groups.values()))), "metrics": metrics}
+            return {
+                "model": datadir.record.name,
+                "products": len(products),
+                "rejected": len(ingest.rejected),
+                "duplicate_groups": len(set(map(frozenset, groups.values()))),
+                "metrics": metrics,
+            }
         finally:
             datadir.close()
 
@@ -80,8 +93,10 @@ class _QueryRunner:
             vectors = self.embedder.embed_texts([q for q in queries if q]) if asked else np.zeros((0, 1))
             scorer = self.service.text_query_scores
         rankings = [[pid for pid, _ in rank(scorer(vector, RANK_DEPTH), RANK_DEPTH)] for vector in vectors]
-        return {**summarise(_ranks(asked, rankings, self.groups)),
-                "byte_identical_duplicates_only": summarise(_ranks(asked, rankings, self.strict))}
+        return {
+            **summarise(_ranks(asked, rankings, self.groups)),
+            "byte_identical_duplicates_only": summarise(_ranks(asked, rankings, self.strict)),
+        }
 
     def _image_vectors(self, products: list[Product], base: Path) -> np.ndarray:
         from prodmatch.catalog.schema import ImageResolver
@@ -98,7 +113,6 @@ class _QueryRunner:
                 photos.append(open_image(customer_photo(source, rng)))
             rows.append(self.embedder.embed_images(photos))
         return np.vstack(rows) if rows else np.zeros((0, 1), np.float32)
-
 
 
 def _ranks(products: list[Product], rankings: list[list[str]], groups: dict[str, set[str]]) -> list[int | None]:

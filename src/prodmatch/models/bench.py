@@ -6,6 +6,7 @@ pixels and product-like texts), so backends and precisions are compared on ident
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
@@ -58,14 +59,27 @@ def bench_embedder(embedder: Any, backend: str, batches: Sequence[int], repeats:
     manifest = embedder.manifest
     rows = []
     for batch in batches:
-        pixels = np.random.default_rng(0).standard_normal((batch, 3, manifest.image.preprocess.crop,
-                                                           manifest.image.preprocess.crop)).astype(np.float32)
+        pixels = (
+            np.random.default_rng(0)
+            .standard_normal((batch, 3, manifest.image.preprocess.crop, manifest.image.preprocess.crop))
+            .astype(np.float32)
+        )
         texts = [_TEXTS[i % len(_TEXTS)] for i in range(batch)]
-        for tower, run in (("image", lambda p=pixels: embedder.embed_pixels(p)),
-                           ("text", lambda t=texts: embedder.embed_texts(t))):
+        for tower, run in (
+            ("image", lambda p=pixels: embedder.embed_pixels(p)),
+            ("text", lambda t=texts: embedder.embed_texts(t)),
+        ):
             seconds = median_seconds(run, repeats)
-            rows.append(BenchRow(backend, manifest.precision, tower, batch, round(seconds / batch * 1000, 3),
-                                 round(batch / seconds, 2)))
+            rows.append(
+                BenchRow(
+                    backend,
+                    manifest.precision,
+                    tower,
+                    batch,
+                    round(seconds / batch * 1000, 3),
+                    round(batch / seconds, 2),
+                )
+            )
     return rows
 
 
@@ -81,31 +95,45 @@ def bench_decode(image_path: Path | None, short_side: int, repeats: int) -> dict
     full = median_seconds(lambda: open_image(data), repeats)
     draft = median_seconds(lambda: open_image(data, draft_short_side=short_side), repeats)
     size = Image.open(io.BytesIO(data)).size
-    return {"width": size[0], "height": size[1], "full_decode_ms": round(full * 1000, 2),
-            "draft_decode_ms": round(draft * 1000, 2), "speedup": round(full / draft, 2)}
+    return {
+        "width": size[0],
+        "height": size[1],
+        "full_decode_ms": round(full * 1000, 2),
+        "draft_decode_ms": round(draft * 1000, 2),
+        "speedup": round(full / draft, 2),
+    }
 
 
 def machine_info(settings: Settings) -> dict[str, Any]:
     import onnxruntime
 
     cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
-            "intra_op_threads": settings.runtime.intra_op_threads or os.cpu_count()}
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as cpuinfo:
+        cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "onnxruntime": onnxruntime.__version__,
+        "intra_op_threads": settings.runtime.intra_op_threads or os.cpu_count(),
+    }
 
 
 def run_bench(
-    target: str, settings: Settings, batches: Sequence[int], precisions: Sequence[Precision],
-    backends: Sequence[Backend], repeats: int = 5, decode_image: Path | None = None,
+    target: str,
+    settings: Settings,
+    batches: Sequence[int],
+    precisions: Sequence[Precision],
+    backends: Sequence[Backend],
+    repeats: int = 5,
+    decode_image: Path | None = None,
     calibration_images: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Benchmark a registry model (each precision, exporting bundles as needed) or one bundle folder."""
-    bundles = [Bundle(Path(target))] if is_bundle(Path(target)) else [
-        ensure_bundle(target, settings, precision, calibration_images) for precision in precisions
-    ]
+    bundles = (
+        [Bundle(Path(target))]
+        if is_bundle(Path(target))
+        else [ensure_bundle(target, settings, precision, calibration_images) for precision in precisions]
+    )
     rows: list[BenchRow] = []
     if "onnx" in backends:
         for bundle in bundles:
@@ -113,8 +141,13 @@ def run_bench(
     if "torch" in backends:
         rows += bench_embedder(create_embedder(bundles[0], settings, "torch"), "torch", batches, repeats)
     short_side = 2 * bundles[0].manifest.image.preprocess.resize_short
-    return {"model": bundles[0].manifest.name, "machine": machine_info(settings), "repeats": repeats,
-            "rows": [asdict(row) for row in rows], "decode": bench_decode(decode_image, short_side, repeats)}
+    return {
+        "model": bundles[0].manifest.name,
+        "machine": machine_info(settings),
+        "repeats": repeats,
+        "rows": [asdict(row) for row in rows],
+        "decode": bench_decode(decode_image, short_side, repeats),
+    }
 
 
 def parse_precisions(text: str) -> list[Precision]:
@@ -123,4 +156,3 @@ def parse_precisions(text: str) -> list[Precision]:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     return chosen  # type: ignore[return-value]
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -81,7 +82,9 @@ def fingerprint(folder: Path, manifest: Manifest) -> str:
         with open(folder / name, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    digest.update(manifest.model_dump_json(exclude={"fingerprint", "description"}).encode())
+    # Only what changes the vectors: files above, preprocessing, tokenisation settings, dims.
+    inputs = {"image": manifest.image.model_dump(exclude={"int8"}), "text": manifest.text.model_dump(exclude={"int8"})}
+    digest.update(json.dumps(inputs, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
@@ -25,7 +26,10 @@ OPSET = 17
 
 
 def export_bundle(
-    spec: ModelSpec, precision: Precision, out_dir: Path, clip_weights: str,
+    spec: ModelSpec,
+    precision: Precision,
+    out_dir: Path,
+    clip_weights: str,
     calibration_images: Sequence[Path] = (),
 ) -> Bundle:
     """Write the bundle for SPEC at PRECISION into OUT_DIR (replaced atomically) and return it."""
@@ -59,25 +63,36 @@ def export_bundle(
     return Bundle(out_dir)
 
 
-def _export_image(tower: object, size: int, path: Path) -> None:
+def _export_image(tower: Any, size: int, path: Path) -> None:
     import torch
 
     example = torch.randn(2, 3, size, size)
     torch.onnx.export(
-        tower, (example,), str(path), input_names=["pixel_values"], output_names=["embeddings"],
+        tower,
+        (example,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["embeddings"],
         dynamic_axes={"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}},
-        opset_version=OPSET, dynamo=False,
+        opset_version=OPSET,
+        dynamo=False,
     )
 
 
-def _export_text(tower: object, input_names: list[str], path: Path) -> None:
+def _export_text(tower: Any, input_names: list[str], path: Path) -> None:
     import torch
 
     example = tuple(torch.ones(2, 8, dtype=torch.int64) for _ in input_names)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     torch.onnx.export(
-        tower, example, str(path), input_names=input_names, output_names=["embeddings"],
-        dynamic_axes={**axes, "embeddings": {0: "batch"}}, opset_version=OPSET, dynamo=False,
+        tower,
+        example,
+        str(path),
+        input_names=input_names,
+        output_names=["embeddings"],
+        dynamic_axes={**axes, "embeddings": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
     )
 
 
@@ -110,20 +125,24 @@ def _quantise_dynamic(graph: Path, recipe: Int8Recipe) -> None:
 
     quantised = graph.with_suffix(".int8.onnx")
     quantize_dynamic(
-        str(graph), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=_nodes_matching(graph, recipe.keep_fp32),
+        str(graph),
+        str(quantised),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        nodes_to_exclude=_nodes_matching(graph, recipe.keep_fp32),
         extra_options={"DefaultTensorType": 1},  # FLOAT: lets it type tensors shape inference missed
     )
     quantised.replace(graph)
-
 
 
 class _CalibrationPhotos(CalibrationDataReader):  # type: ignore[misc]
     """Feeds preprocessed sample photos, one at a time, to ONNX Runtime's calibrator."""
 
     def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
-        self._pixels = to_tensor([open_image(path, draft_short_side=2 * preprocess.resize_short) for path in paths],
-                                 preprocess)
+        self._pixels = to_tensor(
+            [open_image(path, draft_short_side=2 * preprocess.resize_short) for path in paths], preprocess
+        )
         self._rows: Iterator[np.ndarray] = iter(())
         self.rewind()
 
@@ -144,7 +163,14 @@ def _quantise_static(graph: Path, recipe: Int8Recipe, calibration: _CalibrationP
     keep = _nodes_matching(prepared, recipe.keep_fp32)
     calibration.rewind()
     quantised = graph.with_suffix(".int8.onnx")
-    quantize_static(str(prepared), str(quantised), calibration, per_channel=True, nodes_to_exclude=keep,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(prepared),
+        str(quantised),
+        calibration,
+        per_channel=True,
+        nodes_to_exclude=keep,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
     quantised.replace(graph)
     prepared.unlink()

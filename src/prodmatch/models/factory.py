@@ -24,7 +24,9 @@ def cached_bundle_dir(name: str, precision: Precision, settings: Settings) -> Pa
 
 
 def ensure_bundle(
-    name_or_dir: str | Path, settings: Settings, precision: Precision | None = None,
+    name_or_dir: str | Path,
+    settings: Settings,
+    precision: Precision | None = None,
     calibration_images: Sequence[Path] = (),
 ) -> Bundle:
     """The bundle for a folder, or for a registry name (exported into the models cache on first use)."""

@@ -105,8 +105,8 @@ def resize_and_crop(image: Image.Image, spec: Preprocess) -> Image.Image:
     new_long = int(spec.resize_short * long_ / short)
     new_size = (spec.resize_short, new_long) if width <= height else (new_long, spec.resize_short)
     resized = image.resize(new_size, _RESAMPLE[spec.interpolation])
-    left = int(round((new_size[0] - spec.crop) / 2.0))
-    top = int(round((new_size[1] - spec.crop) / 2.0))
+    left = round((new_size[0] - spec.crop) / 2.0)
+    top = round((new_size[1] - spec.crop) / 2.0)
     return resized.crop((left, top, left + spec.crop, top + spec.crop))
 
 

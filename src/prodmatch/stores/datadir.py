@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import choose_default_model, create_embedder, ensure_bundle
 from prodmatch.stores.factory import open_metadata_store, open_vector_index
 from prodmatch.stores.protocols import MetadataStore, VectorIndex
-from prodmatch.stores.records import VectorChanges
+from prodmatch.stores.records import ProductUpsert, VectorChanges
 
 MODEL_KEY = "model"
 METADATA_FILE = "metadata.db"
@@ -34,8 +34,14 @@ class ModelRecord(BaseModel):
     @classmethod
     def of(cls, bundle: Bundle) -> ModelRecord:
         manifest = bundle.manifest
-        return cls(name=manifest.name, precision=manifest.precision, fingerprint=manifest.fingerprint,
-                   bundle=str(bundle.folder.resolve()), shared_space=manifest.shared_space, spaces=manifest.spaces)
+        return cls(
+            name=manifest.name,
+            precision=manifest.precision,
+            fingerprint=manifest.fingerprint,
+            bundle=str(bundle.folder.resolve()),
+            shared_space=manifest.shared_space,
+            spaces=manifest.spaces,
+        )
 
 
 class RepairReport(BaseModel):
@@ -58,7 +64,11 @@ class DataDir:
 
     @classmethod
     def open(
-        cls, settings: Settings, *, model: str | None = None, create: bool = False,
+        cls,
+        settings: Settings,
+        *,
+        model: str | None = None,
+        create: bool = False,
         announce: Callable[[str], None] = lambda _message: None,
     ) -> DataDir:
         """Open settings.data_dir. With CREATE, a new one is set up for MODEL (or the default model)."""
@@ -83,8 +93,9 @@ class DataDir:
     def index(self, space: str) -> VectorIndex:
         """The index for SPACE, checked against the stored vectors (and repaired) when first opened."""
         if space not in self._indexes:
-            index = open_vector_index("faiss", self.path / f"vectors-{space}.faiss", self.record.spaces[space],
-                                      self.settings.index)
+            index = open_vector_index(
+                "faiss", self.path / f"vectors-{space}.faiss", self.record.spaces[space], self.settings.index
+            )
             self._reconcile(space, index)
             self._indexes[space] = index
         return self._indexes[space]
@@ -95,8 +106,8 @@ class DataDir:
         if not len(missing) and not len(extra):
             return
         index.remove(extra.tolist())
-        for ids, vectors in self.store.iter_vectors(space, missing):
-            index.add(ids, vectors)
+        for batch_ids, batch_vectors in self.store.iter_vectors(space, missing):
+            index.add(batch_ids, batch_vectors)
         index.save()
         self.repairs.append(RepairReport(space=space, added=len(missing), removed=len(extra)))
 
@@ -104,8 +115,14 @@ class DataDir:
         """The data dir's model, loaded once; refuses a bundle whose fingerprint changed."""
         if self._embedder is None:
             folder = Path(self.record.bundle)
-            bundle = Bundle(folder) if is_bundle(folder) else ensure_bundle(
-                self.record.name, self.settings, self.record.precision  # type: ignore[arg-type]
+            bundle = (
+                Bundle(folder)
+                if is_bundle(folder)
+                else ensure_bundle(
+                    self.record.name,
+                    self.settings,
+                    self.record.precision,  # type: ignore[arg-type]
+                )
             )
             if bundle.manifest.fingerprint != self.record.fingerprint:
                 raise ModelMismatchError(
@@ -115,12 +132,28 @@ class DataDir:
             self._embedder = create_embedder(bundle, self.settings)
         return self._embedder
 
-    def apply(self, changes: VectorChanges) -> None:
-        """Bring the indexes in line with a store change."""
-        for space, ids in changes.removed.items():
-            self.index(space).remove(ids)
-        for space, (ids, vectors) in changes.added.items():
-            self.index(space).add(ids, vectors)
+    def upsert(self, items: Sequence[ProductUpsert]) -> VectorChanges:
+        """Write products and vectors to the store (one transaction), then to the indexes."""
+        self._open_indexes()  # reconcile before the store moves ahead, so this change is applied exactly once
+        changes = self.store.upsert(items)
+        self._apply(changes)
+        return changes
+
+    def delete(self, product_id: str) -> VectorChanges:
+        self._open_indexes()
+        changes = self.store.delete(product_id)
+        self._apply(changes)
+        return changes
+
+    def _open_indexes(self) -> None:
+        for space in self.record.spaces:
+            self.index(space)
+
+    def _apply(self, changes: VectorChanges) -> None:
+        for space, removed in changes.removed.items():
+            self.index(space).remove(removed)
+        for space, (added, vectors) in changes.added.items():
+            self.index(space).add(added, vectors)
 
     def save(self) -> None:
         for index in self._indexes.values():

@@ -59,11 +59,11 @@ class VectorChanges:
     added: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def merge(self, other: VectorChanges) -> None:
-        for space, ids in other.removed.items():
-            self.removed.setdefault(space, []).extend(ids)
-        for space, (ids, vectors) in other.added.items():
+        for space, removed in other.removed.items():
+            self.removed.setdefault(space, []).extend(removed)
+        for space, (added, vectors) in other.added.items():
             if space in self.added:
                 old_ids, old_vectors = self.added[space]
-                self.added[space] = (np.concatenate([old_ids, ids]), np.vstack([old_vectors, vectors]))
+                self.added[space] = (np.concatenate([old_ids, added]), np.vstack([old_vectors, vectors]))
             else:
-                self.added[space] = (ids, vectors)
+                self.added[space] = (added, vectors)

@@ -107,8 +107,13 @@ def attribute_condition(item: Filter) -> ColumnElement[bool]:
         if number is not None:
             same = or_(same, field.as_float() == number)
         return same if item.op == "=" else ~same
-    compare = {">=": field.as_float() >= number, "<=": field.as_float() <= number,
-               ">": field.as_float() > number, "<": field.as_float() < number}
+    value = field.as_float()
+    compare: dict[str, ColumnElement[bool]] = {
+        ">=": value >= number,
+        "<=": value <= number,
+        ">": value > number,
+        "<": value < number,
+    }
     return compare[item.op]
 
 
@@ -161,16 +166,26 @@ class SqlMetadataStore:
         row.name, row.text, row.attributes = product.name, product.text, product.attributes
         row.content_hash, row.embed_hash = product.content_hash, product.embed_hash
         row.updated_at = datetime.now(UTC)
-        row.images = [ImageRow(position=i, path=ref.path, sha256=ref.sha256,
-                               signature=ref.signature or known_signatures.get(ref.sha256))
-                      for i, ref in enumerate(product.images)]
+        row.images = [
+            ImageRow(
+                position=i,
+                path=ref.path,
+                sha256=ref.sha256,
+                signature=ref.signature or known_signatures.get(ref.sha256),
+            )
+            for i, ref in enumerate(product.images)
+        ]
         session.add(row)
         session.flush()
         for space_vectors in item.vectors or []:
-            shas = space_vectors.image_shas or [None] * len(space_vectors.vectors)
-            new_rows = [VectorRow(product_id=product.id, space=space_vectors.space, image_sha=sha,
-                                  vector=v.astype("<f4").tobytes())
-                        for v, sha in zip(space_vectors.vectors, shas, strict=True)]
+            shas: list[str | None] = [*space_vectors.image_shas] if space_vectors.image_shas else []
+            shas += [None] * (len(space_vectors.vectors) - len(shas))
+            new_rows = [
+                VectorRow(
+                    product_id=product.id, space=space_vectors.space, image_sha=sha, vector=v.astype("<f4").tobytes()
+                )
+                for v, sha in zip(space_vectors.vectors, shas, strict=True)
+            ]
             session.add_all(new_rows)
             session.flush()
             ids = np.array([r.id for r in new_rows], dtype=np.int64)
@@ -205,7 +220,7 @@ class SqlMetadataStore:
                 found.update({row.id: _to_product(row) for row in rows})
         return found
 
-    def list(self, offset: int, limit: int, filters: Sequence[Filter] = ()) -> list[Product]:
+    def page(self, offset: int, limit: int, filters: Sequence[Filter] = ()) -> list[Product]:
         query = select(ProductRow).where(*map(attribute_condition, filters)).order_by(ProductRow.id)
         with self._session() as session:
             return [_to_product(row) for row in session.scalars(query.offset(offset).limit(limit))]
@@ -263,36 +278,53 @@ class SqlMetadataStore:
         (mean absolute level): the same photo saved twice. Returns the number of new links."""
         with self._session.begin() as session:
             vector_ids = {int(i) for pair in pairs for i in pair}
-            sha_of = dict(session.execute(
-                select(VectorRow.id, VectorRow.image_sha).where(VectorRow.id.in_(vector_ids))).tuples().all())
-            signature_of = dict(session.execute(
-                select(ImageRow.sha256, ImageRow.signature).where(ImageRow.sha256.in_(set(sha_of.values())))
-            ).tuples().all())
-            links = {tuple(sorted((sha_of[a], sha_of[b]))) for a, b in pairs
-                     if sha_of.get(a) and sha_of.get(b) and sha_of[a] != sha_of[b]}
-            new = [NearDuplicateRow(sha_a=a, sha_b=b) for a, b in links
-                   if _same_photo(signature_of.get(a), signature_of.get(b), max_difference)
-                   and session.get(NearDuplicateRow, (a, b)) is None]
+            sha_of: dict[int, str | None] = {
+                row.id: row.image_sha
+                for row in session.execute(
+                    select(VectorRow.id, VectorRow.image_sha).where(VectorRow.id.in_(vector_ids))
+                )
+            }
+            signature_of = {
+                row.sha256: row.signature
+                for row in session.execute(
+                    select(ImageRow.sha256, ImageRow.signature).where(ImageRow.sha256.in_(set(sha_of.values())))
+                )
+            }
+            links = {
+                tuple(sorted((first, second)))
+                for a, b in pairs
+                if (first := sha_of.get(a)) and (second := sha_of.get(b)) and first != second
+            }
+            new = [
+                NearDuplicateRow(sha_a=a, sha_b=b)
+                for a, b in links
+                if _same_photo(signature_of.get(a), signature_of.get(b), max_difference)
+                and session.get(NearDuplicateRow, (a, b)) is None
+            ]
             session.add_all(new)
         return len(new)
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]:
         """Groups of products listing the same photo: byte-identical files, and (include_near) re-saved copies."""
-        shared = select(ImageRow.sha256).group_by(ImageRow.sha256).having(
-            func.count(func.distinct(ImageRow.product_id)) > 1
+        shared = (
+            select(ImageRow.sha256).group_by(ImageRow.sha256).having(func.count(func.distinct(ImageRow.product_id)) > 1)
         )
         with self._session() as session:
-            links = session.execute(select(NearDuplicateRow.sha_a, NearDuplicateRow.sha_b)).tuples().all()
+            links = [
+                (row.sha_a, row.sha_b)
+                for row in session.execute(select(NearDuplicateRow.sha_a, NearDuplicateRow.sha_b))
+            ]
             linked = {sha for pair in links for sha in pair} if include_near else set()
             owners: dict[str, set[str]] = {}
             query = select(ImageRow.sha256, ImageRow.product_id).where(
                 or_(ImageRow.sha256.in_(shared), ImageRow.sha256.in_(linked))
             )
-            for sha, product_id in session.execute(query).tuples():
-                owners.setdefault(sha, set()).add(product_id)
+            for row in session.execute(query):
+                owners.setdefault(row.sha256, set()).add(row.product_id)
         groups = [members for members in owners.values() if len(members) > 1]
         groups += [owners.get(a, set()) | owners.get(b, set()) for a, b in links if include_near]
         return _merge_groups(group for group in groups if len(group) > 1)
+
 
 def _same_photo(first: bytes | None, second: bytes | None, max_difference: float) -> bool:
     if not first or not second or len(first) != len(second):
@@ -325,4 +357,3 @@ def _merge_groups(groups: Any) -> list[list[str]]:
         union = set(group).union(*overlapping)
         merged = [m for m in merged if not (m & group)] + [union]
     return sorted(sorted(group) for group in merged)
-

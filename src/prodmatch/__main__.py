@@ -1,0 +1,5 @@
+"""`python -m prodmatch` runs the CLI."""
+
+from prodmatch.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""SQL metadata store (SQLite here, same code for PostgreSQL): upserts, filters, cascades, duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prodmatch.errors import FilterError
+from prodmatch.stores.filters import Filter, check_keys, parse_filter
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
+from prodmatch.stores.sql import SqlMetadataStore
+
+
+def product(pid: str, colour: str, price: float, sha: str = "", signature: bytes | None = None) -> ProductUpsert:
+    images = [ImageRef(f"{pid}.jpg", sha or f"sha-{pid}", signature)]
+    item = Product(pid, f"Product {pid}", f"Product {pid}", {"colour": colour, "price": price}, images, pid, pid)
+    vectors = [
+        SpaceVectors("image", np.eye(4, dtype=np.float32)[:1], [images[0].sha256]),
+        SpaceVectors("text", np.eye(4, dtype=np.float32)[1:2]),
+    ]
+    return ProductUpsert(item, vectors)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqlMetadataStore:
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    store.upsert([product("a", "Red", 10), product("b", "red", 25.5), product("c", "Blue", 40)])
+    return store
+
+
+def test_upsert_returns_the_vector_changes(store: SqlMetadataStore) -> None:
+    changes = store.upsert([product("a", "Green", 11)])
+    assert set(changes.removed) == {"image", "text"} and len(changes.added["image"][0]) == 1
+    assert store.get(["a"])["a"].attributes == {"colour": "Green", "price": 11}
+    assert store.count() == 3 and len(store.vector_ids("image")) == 3
+
+
+def test_metadata_only_upsert_keeps_vectors(store: SqlMetadataStore) -> None:
+    before = store.vector_ids("image").tolist()
+    changes = store.upsert([ProductUpsert(product("a", "Red", 12).product, None)])
+    assert changes.added == {} and changes.removed == {}
+    assert store.vector_ids("image").tolist() == before
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("colour=red", ["a", "b"]),
+        ("colour!=RED", ["c"]),
+        ("price>=25.5", ["b", "c"]),
+        ("price<25.5", ["a"]),
+        ("price=40", ["c"]),
+        ("price>100", []),
+    ],
+)
+def test_filters_run_in_sql(store: SqlMetadataStore, expression: str, expected: list[str]) -> None:
+    found = [p.id for p in store.page(0, 10, [parse_filter(expression)])]
+    assert found == expected
+    assert store.count([parse_filter(expression)]) == len(expected)
+    owners = store.vector_owners(store.vector_ids("image", [parse_filter(expression)]).tolist())
+    assert sorted(owners.values()) == expected
+
+
+def test_bad_filters_are_clear_errors(store: SqlMetadataStore) -> None:
+    with pytest.raises(FilterError, match="needs a number"):
+        parse_filter("price>=cheap")
+    with pytest.raises(FilterError, match="expected KEY=VALUE"):
+        parse_filter("colour")
+    with pytest.raises(FilterError, match="filterable keys: colour, price"):
+        check_keys([Filter("size", "=", "M")], store.attribute_keys())
+
+
+def test_delete_cascades_to_images_and_vectors(store: SqlMetadataStore) -> None:
+    changes = store.delete("a")
+    assert len(changes.removed["image"]) == 1 and store.count() == 2
+    assert "a" not in store.vector_owners(changes.removed["image"]).values()
+    assert store.product_vectors(["a"], "text")[0] == []
+
+
+def test_duplicate_groups_merge_exact_and_near_copies(tmp_path: Path) -> None:
+    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    photo = bytes(range(256)) * 3
+    reencoded = bytes(min(255, b + 1) for b in photo)
+    store.upsert(
+        [
+            product("a", "Red", 1, "s1", photo),
+            product("b", "Red", 1, "s1", photo),
+            product("c", "Red", 1, "s2", reencoded),
+            product("d", "Red", 1, "s3", bytes(768)),
+        ]
+    )
+    assert store.duplicate_groups(include_near=False) == [["a", "b"]]
+    ids = {owner: vid for vid, owner in store.vector_owners(store.vector_ids("image").tolist()).items()}
+    assert store.link_near_duplicates([(ids["c"], ids["a"]), (ids["d"], ids["a"])], max_difference=1.5) == 1
+    assert store.duplicate_groups() == [["a", "b", "c"]]
+
+
+def test_meta_round_trips_json(store: SqlMetadataStore) -> None:
+    store.set_meta("model", {"name": "x", "spaces": {"image": 4}})
+    assert store.get_meta("model") == {"name": "x", "spaces": {"image": 4}}
+    assert store.get_meta("missing") is None
