@@ -403,6 +403,45 @@ def model_bench(
     )
 
 
+@model_app.command("parity")
+def model_parity(
+    name: Annotated[str, typer.Argument(help="registry model name")],
+    photos: Annotated[Path, typer.Option("--photos", help="folder of photos to compare on")],
+    precisions: Annotated[str, typer.Option("--precisions")] = "fp32,fp16,int8",
+    calibration_images: CalibrationOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cosine to the PyTorch reference and top-1 agreement with fp32, per precision, on your photos."""
+    from prodmatch.models.bench import parse_precisions
+    from prodmatch.models.parity import parity_report
+
+    report = parity_report(
+        name,
+        Settings(),
+        parse_precisions(precisions),
+        photos_in(photos),
+        calibration_images=photos_in(calibration_images),
+    )
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"{report['model']}: {report['photos']} photos, {report['texts']} texts vs PyTorch fp32")
+    columns = (
+        "precision",
+        "image_cosine_min",
+        "image_cosine_mean",
+        "text_cosine_min",
+        "text_cosine_mean",
+        "top1_leave_one_out",
+        "top1_customer_photos",
+    )
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in report["rows"]:
+        table.add_row(*(str(row[column]) for column in columns))
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: user-facing errors print one line and exit 2, never a traceback."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run finally-blocks (index saves) on kill

@@ -88,3 +88,20 @@ def test_int8_keeps_the_fp32_top1_match_for_customer_photos(myntra: Path, base_s
             same_photo = catalog_vectors @ catalog_vectors.T >= 0.995
     agreement = float(np.mean(same_photo[top1["fp32"], top1["int8"]]))
     assert agreement >= 0.98, f"int8 kept the fp32 top-1 for {agreement:.1%} of queries"
+
+
+def test_parity_report_compares_each_precision(myntra: Path, base_settings: Settings) -> None:
+    from prodmatch.models.parity import parity_report
+
+    photos = sorted((myntra / "images").glob("*.jpg"))[:12]
+    report = parity_report("offline-effnet-minilm", base_settings, ["fp32", "fp16"], photos, TEXTS[:3])
+    rows = {row["precision"]: row for row in report["rows"]}
+    assert report["photos"] == 12 and set(rows) == {"fp32", "fp16"}
+    assert rows["fp32"]["image_cosine_min"] >= 0.9999 and rows["fp32"]["top1_customer_photos"] == 1.0
+    assert rows["fp16"]["text_cosine_min"] >= 0.999 and 0 <= rows["fp16"]["top1_leave_one_out"] <= 1
+
+
+def test_embedder_describes_its_spaces(offline_embedder: Embedder) -> None:
+    assert isinstance(offline_embedder, Embedder)
+    assert offline_embedder.dims == {"image": 1280, "text": 384} and offline_embedder.shared_space is False
+    assert offline_embedder.fingerprint == offline_embedder.manifest.fingerprint

@@ -24,6 +24,16 @@ class Embedder(Protocol):
     @property
     def fingerprint(self) -> str: ...
 
+    @property
+    def dims(self) -> dict[str, int]:
+        """Vector size per space: {"image": ..., "text": ...}."""
+        ...
+
+    @property
+    def shared_space(self) -> bool:
+        """True when image and text vectors can be compared (text -> image search)."""
+        ...
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -35,3 +45,21 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalised: np.ndarray = vectors / np.maximum(norms, 1e-12)
     return normalised
+
+
+class ManifestProperties:
+    """The Embedder properties that come straight from the bundle manifest."""
+
+    manifest: Manifest
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return self.manifest.spaces
+
+    @property
+    def shared_space(self) -> bool:
+        return self.manifest.shared_space

@@ -11,7 +11,7 @@ from PIL import Image
 
 from prodmatch.config import RuntimeSettings
 from prodmatch.models.bundle import Bundle
-from prodmatch.models.embedder import l2_normalise
+from prodmatch.models.embedder import ManifestProperties, l2_normalise
 from prodmatch.models.preprocess import to_tensor
 from prodmatch.models.tokenize import TextTokenizer
 
@@ -35,7 +35,7 @@ def available_providers() -> list[str]:
     return [name for name in _PREFERRED_PROVIDERS if name in present]
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(ManifestProperties):
     """Embedder backed by ONNX Runtime; sessions are created once, in the constructor."""
 
     def __init__(self, bundle: Bundle, runtime: RuntimeSettings | None = None) -> None:
@@ -48,10 +48,6 @@ class OnnxEmbedder:
         self._text = ort.InferenceSession(str(bundle.text_graph), options, providers=providers)
         self._text_inputs = [node.name for node in self._text.get_inputs()]
         self.tokenizer = TextTokenizer(bundle.tokenizer_file, self.manifest.text)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest.fingerprint
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Unit vectors in the image space, one row per image."""

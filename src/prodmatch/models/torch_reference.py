@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 from prodmatch.models.bundle import TOKENIZER_FILE, Manifest
-from prodmatch.models.embedder import l2_normalise
+from prodmatch.models.embedder import ManifestProperties, l2_normalise
 from prodmatch.models.preprocess import to_tensor
 from prodmatch.models.registry import ModelSpec
 from prodmatch.models.tokenize import TextTokenizer
 from prodmatch.models.torch_towers import build_towers
 
 
-class TorchEmbedder:
+class TorchEmbedder(ManifestProperties):
     """Embedder running the registry's PyTorch modules in fp32."""
 
     def __init__(self, spec: ModelSpec, clip_weights: str, threads: int | None = None) -> None:
@@ -29,10 +29,6 @@ class TorchEmbedder:
         tokenizer_file = Path(self._workdir.name) / TOKENIZER_FILE
         self._towers = build_towers(spec, clip_weights, tokenizer_file)
         self.tokenizer = TextTokenizer(tokenizer_file, spec.text)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest.fingerprint
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.embed_pixels(to_tensor(images, self.manifest.image.preprocess))
