@@ -147,6 +147,7 @@ def match(
     datadir = DataDir.open(settings)
     try:
         service = MatchService(datadir)
+        service.warm()  # took_ms then measures the query, not loading the model
         if image is not None:
             result = service.match_image(open_image(image, max_pixels=settings.runtime.max_image_pixels), top_k, parsed)
         else:

@@ -51,6 +51,12 @@ class MatchService:
     def __init__(self, datadir: DataDir) -> None:
         self.datadir = datadir
 
+    def warm(self) -> None:
+        """Load the model and open (and check) the indexes now rather than on the first query."""
+        self.datadir.embedder()
+        for space in self.datadir.record.spaces:
+            self.datadir.index(space)
+
     def match_image(self, image: Image.Image, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
         started = time.perf_counter()
         self._check(top_k, filters)

@@ -81,7 +81,7 @@ class DataDir:
         if saved is not None:
             record = ModelRecord.model_validate(saved)
             if model is not None:
-                _refuse_other_model(record, model, settings, path)
+                _refuse_other_model(record, model, path)
             return cls(path, settings, store, record)
         if model is None:
             model, why = choose_default_model(settings)
@@ -166,7 +166,7 @@ class DataDir:
         return {item.name: item.stat().st_size for item in sorted(self.path.iterdir()) if item.is_file()}
 
 
-def _refuse_other_model(record: ModelRecord, model: str, settings: Settings, path: Path) -> None:
+def _refuse_other_model(record: ModelRecord, model: str, path: Path) -> None:
     if is_bundle(Path(model)):
         fingerprint = Bundle(Path(model)).manifest.fingerprint
         if fingerprint == record.fingerprint:
