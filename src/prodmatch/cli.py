@@ -136,7 +136,6 @@ def match(
 ) -> None:
     """Find the catalog products matching a photo or a description."""
     from prodmatch.matching.service import MatchService
-    from prodmatch.models.preprocess import open_image
     from prodmatch.stores.datadir import DataDir
     from prodmatch.stores.filters import parse_filters
 
@@ -149,7 +148,7 @@ def match(
         service = MatchService(datadir)
         service.warm()  # took_ms then measures the query, not loading the model
         if image is not None:
-            result = service.match_image(open_image(image, max_pixels=settings.runtime.max_image_pixels), top_k, parsed)
+            result = service.match_image(service.decode(image), top_k, parsed)
         else:
             result = service.match_text(text or "", top_k, parsed)
     finally:

@@ -23,7 +23,7 @@ from PIL import Image
 from prodmatch.catalog.readers import RawRow, read_catalog
 from prodmatch.catalog.schema import ColumnMapping, ImageResolver, ProductDraft, RowError, to_draft
 from prodmatch.errors import InvalidImageError
-from prodmatch.models.preprocess import open_image, signature
+from prodmatch.models.preprocess import draft_side, open_image, signature
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
 
@@ -231,15 +231,15 @@ class CatalogIngester:
 
     def _decode(self, items: list[_Prepared], report: IngestReport) -> dict[str, list[Image.Image]]:
         """Decode every image in parallel threads (PIL releases the GIL); a bad image rejects its row."""
-        draft_side = 2 * self.datadir.embedder().manifest.image.preprocess.resize_short
         runtime = self.datadir.settings.runtime
+        short_side = draft_side(self.datadir.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
 
         def decode(label: str, blob: bytes) -> Image.Image:
             return open_image(
                 blob,
                 label=label,
                 max_pixels=runtime.max_image_pixels,
-                draft_short_side=draft_side if runtime.jpeg_draft else None,
+                draft_short_side=short_side,
             )
 
         pending = {

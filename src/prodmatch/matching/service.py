@@ -16,12 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from prodmatch.errors import InvalidQueryError
+from prodmatch.models.preprocess import draft_side, open_image
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import Filter, check_keys
 
@@ -56,6 +58,12 @@ class MatchService:
         self.datadir.embedder()
         for space in self.datadir.record.spaces:
             self.datadir.index(space)
+
+    def decode(self, source: bytes | Path) -> Image.Image:
+        """Decode a query photo the way ingest does (JPEG draft decoding to twice the model's input size)."""
+        runtime = self.datadir.settings.runtime
+        draft = draft_side(self.datadir.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
+        return open_image(source, max_pixels=runtime.max_image_pixels, draft_short_side=draft)
 
     def match_image(self, image: Image.Image, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
         started = time.perf_counter()

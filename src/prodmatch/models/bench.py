@@ -23,7 +23,7 @@ from PIL import Image
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle, is_bundle
 from prodmatch.models.factory import Backend, create_embedder, ensure_bundle
-from prodmatch.models.preprocess import open_image
+from prodmatch.models.preprocess import draft_side, open_image
 from prodmatch.models.registry import PRECISIONS, Precision
 
 _TEXTS = [
@@ -140,7 +140,7 @@ def run_bench(
             rows += bench_embedder(create_embedder(bundle, settings, "onnx"), "onnx", batches, repeats)
     if "torch" in backends:
         rows += bench_embedder(create_embedder(bundles[0], settings, "torch"), "torch", batches, repeats)
-    short_side = 2 * bundles[0].manifest.image.preprocess.resize_short
+    short_side = draft_side(bundles[0].manifest.image.preprocess)
     return {
         "model": bundles[0].manifest.name,
         "machine": machine_info(settings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from prodmatch.errors import ProdmatchError
 from prodmatch.models.bundle import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, Bundle, Manifest, write_manifest
-from prodmatch.models.preprocess import open_image, to_tensor
+from prodmatch.models.preprocess import draft_side, open_image, to_tensor
 from prodmatch.models.registry import Int8Recipe, ModelSpec, Precision, Preprocess
 
 OPSET = 17
@@ -48,7 +49,10 @@ def export_bundle(
         from prodmatch.models.torch_towers import build_towers
 
         towers = build_towers(spec, clip_weights, staging / TOKENIZER_FILE)
-        with torch.inference_mode():
+        # The tracer warns about shape-dependent Python branches in transformers' code; those branches are
+        # fixed for our input shapes, and the parity tests check the exported graphs against PyTorch.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             _export_image(towers.image, spec.image.preprocess.crop, staging / IMAGE_GRAPH)
             _export_text(towers.text, towers.text_input_names, staging / TEXT_GRAPH)
         calibration = _CalibrationPhotos(calibration_images, spec.image.preprocess) if needs_calibration else None
@@ -141,7 +145,7 @@ class _CalibrationPhotos(CalibrationDataReader):  # type: ignore[misc]
 
     def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
         self._pixels = to_tensor(
-            [open_image(path, draft_short_side=2 * preprocess.resize_short) for path in paths], preprocess
+            [open_image(path, draft_short_side=draft_side(preprocess)) for path in paths], preprocess
         )
         self._rows: Iterator[np.ndarray] = iter(())
         self.rewind()

@@ -17,7 +17,7 @@ import numpy as np
 from prodmatch.config import Settings
 from prodmatch.eval.alter import customer_photo
 from prodmatch.models.factory import create_embedder, ensure_bundle
-from prodmatch.models.preprocess import open_image, to_tensor
+from prodmatch.models.preprocess import draft_side, open_image, to_tensor
 from prodmatch.models.registry import Precision
 
 SAME_PHOTO_COSINE = 0.995
@@ -42,7 +42,7 @@ def parity_report(
     """Per precision: cosine to the reference and top-1 agreement with fp32 on PHOTOS."""
     fp32 = ensure_bundle(name, settings, "fp32")
     reference = create_embedder(fp32, settings, "torch")
-    images = [open_image(path, draft_short_side=2 * fp32.manifest.image.preprocess.resize_short) for path in photos]
+    images = [open_image(path, draft_short_side=draft_side(fp32.manifest.image.preprocess)) for path in photos]
     pixels = to_tensor(images, fp32.manifest.image.preprocess)
     queries = [open_image(customer_photo(image, np.random.default_rng([7, i]))) for i, image in enumerate(images)]
     reference_images = reference.embed_pixels(pixels)  # type: ignore[attr-defined]

@@ -19,6 +19,9 @@ from prodmatch.errors import InvalidImageError
 from prodmatch.models.registry import Preprocess
 
 MIN_IMAGE_SIDE = 16
+# JPEG draft decoding scales by 1/2, 1/4 or 1/8 in the DCT, keeping at least this multiple of the model's
+# resize target on the short side; the final resize then works from a much smaller image.
+DRAFT_FACTOR = 2
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 _HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -64,6 +67,11 @@ def _check_pixels(image: Image.Image, max_pixels: int, label: str) -> None:
         )
     if min(width, height) < MIN_IMAGE_SIDE:
         raise InvalidImageError(f"{label}: {width}x{height} is too small; each side needs {MIN_IMAGE_SIDE}+ px")
+
+
+def draft_side(spec: Preprocess) -> int:
+    """The short side to decode JPEGs to for a model with preprocessing SPEC."""
+    return DRAFT_FACTOR * spec.resize_short
 
 
 def _draft_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:

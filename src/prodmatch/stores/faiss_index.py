@@ -34,6 +34,7 @@ class FaissIndex:
         self.path = Path(path)
         self.dims = dims
         self.settings = settings
+        faiss.omp_set_num_threads(settings.search_threads)  # process-wide in FAISS; see IndexSettings
         self._tombstones: set[int] = set()
         self._id_lookup: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their storage positions)
         # SWIG objects: their bundled type hints are incomplete (arrays are accepted where hints say objects).
