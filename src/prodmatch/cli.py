@@ -101,6 +101,8 @@ def ingest(
 ) -> None:
     """Add or update the products of CATALOG (idempotent; unchanged products are not re-embedded)."""
     from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
+    from prodmatch.eval.calibrate import calibrate_decisions
+    from prodmatch.matching.service import MatchService
     from prodmatch.stores.datadir import DataDir
 
     settings = settings_for(data_dir)
@@ -109,6 +111,8 @@ def ingest(
     try:
         with progress_bar(f"ingesting {catalog.name}") as advance:
             report = CatalogIngester(datadir).ingest_file(catalog, columns, images_root, advance)
+        if report.added or report.updated:
+            err.print(describe_calibrations(calibrate_decisions(MatchService(datadir))))
     finally:
         datadir.close()
     if as_json:
@@ -123,6 +127,30 @@ def ingest(
         out.print(
             f"  line {rejection.line}" + (f" (id {rejection.id})" if rejection.id else "") + f": {rejection.reason}"
         )
+
+
+def describe_calibrations(calibrations: dict[str, Any]) -> str:
+    if not calibrations:
+        return "match decision: too few products to calibrate"
+    parts = [
+        f"{kind} (balanced accuracy {c.balanced_accuracy:.2f} on {c.positives}+{c.negatives} queries)"
+        for kind, c in calibrations.items()
+    ]
+    return "match decision calibrated: " + ", ".join(parts)
+
+
+@app.command()
+def calibrate(data_dir: DataDirOption = None) -> None:
+    """Re-fit the match / no-match decision on the catalog (ingest does this after changes)."""
+    from prodmatch.eval.calibrate import calibrate_decisions
+    from prodmatch.matching.service import MatchService
+    from prodmatch.stores.datadir import DataDir
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        out.print(describe_calibrations(calibrate_decisions(MatchService(datadir))))
+    finally:
+        datadir.close()
 
 
 @app.command()
@@ -151,12 +179,18 @@ def match(
             result = service.match_image(service.decode(image), top_k, parsed)
         else:
             result = service.match_text(text or "", top_k, parsed)
+        decision = service.decision("image" if image is not None else "text", result)
     finally:
         datadir.close()
     if as_json:
         print_json(result.as_dict())
         return
-    table = Table(title=f"{len(result.matches)} matches · {result.model} · {result.took_ms:.1f} ms")
+    verdict = (
+        "no calibration"
+        if decision is None
+        else (f"{'MATCH' if decision.is_match else 'no match'} (confidence {decision.confidence:.2f})")
+    )
+    table = Table(title=f"{len(result.matches)} matches · {verdict} · {result.model} · {result.took_ms:.1f} ms")
     for column in ("rank", "id", "score", "name"):
         table.add_column(column)
     for rank, found in enumerate(result.matches, start=1):
@@ -267,6 +301,9 @@ def evaluate(
     text_cols: TextCols = None,
     queries: Annotated[str, typer.Option("--queries", help="images | text | both")] = "both",
     seed: Annotated[int, typer.Option(help="seed for the query alterations")] = 0,
+    holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="share of products held out to test the match decision")
+    ] = 0.2,
     as_json: JsonOption = False,
 ) -> None:
     """Measure retrieval quality: Recall@1, Recall@5 and MRR for altered-photo and attribute-text queries."""
@@ -278,7 +315,7 @@ def evaluate(
     kinds = list(QUERY_KINDS) if queries == "both" else [queries]
     columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
     report = evaluate_catalog(
-        Settings(), catalog, columns, images_root, model, kinds, seed, announce=lambda m: err.print(f"[cyan]{m}")
+        Settings(), catalog, columns, images_root, model, kinds, seed, lambda m: err.print(f"[cyan]{m}"), holdout
     )
     if as_json:
         print_json(report)
@@ -289,6 +326,12 @@ def evaluate(
     for kind, metrics in report["metrics"].items():
         table.add_row(
             kind, str(metrics["n"]), f"{metrics['recall@1']:.3f}", f"{metrics['recall@5']:.3f}", f"{metrics['mrr']:.3f}"
+        )
+    for kind, figures in report["decision"].items():
+        out.print(
+            f"match decision ({kind}, {holdout:.0%} of products held out): precision {figures['precision']:.3f}, "
+            f"recall {figures['recall']:.3f}, false matches on held-out photos "
+            f"{figures['false_match_rate_held_out']:.3f}"
         )
     out.print(table)
 

@@ -189,9 +189,9 @@ class CatalogIngester:
         except OSError as exc:
             report.rejected.append(Rejection(draft.line, draft.id, f"cannot read image: {exc}"))
             return None
-        unique: dict[str, tuple[str, bytes]] = {}  # sha256 -> (label, bytes); a file listed twice counts once
-        for label, blob in zip(draft.image_labels, blobs, strict=True):
-            unique.setdefault(hashlib.sha256(blob).hexdigest(), (label, blob))
+        unique: dict[str, tuple[str, bytes]] = {}  # sha256 -> (resolved path, bytes); a file listed twice counts once
+        for path, blob in zip(draft.image_paths, blobs, strict=True):
+            unique.setdefault(hashlib.sha256(blob).hexdigest(), (str(path.resolve()), blob))
         images = [ImageRef(label, sha) for sha, (label, _blob) in unique.items()]
         embed_hash = _digest(draft.text, *unique)
         content_hash = _digest(

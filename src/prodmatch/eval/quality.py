@@ -21,7 +21,8 @@ import numpy as np
 from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
 from prodmatch.config import Settings
 from prodmatch.eval.alter import customer_photo
-from prodmatch.matching.service import MatchService, rank
+from prodmatch.matching.decision import margin_of
+from prodmatch.matching.service import DECISION_DEPTH, MatchService, rank
 from prodmatch.models.preprocess import open_image
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.records import Product
@@ -40,6 +41,7 @@ def evaluate_catalog(
     kinds: Sequence[str],
     seed: int = 0,
     announce: Callable[[str], None] = lambda _m: None,
+    holdout: float = 0.2,
 ) -> dict[str, Any]:
     """Build a throwaway index of CATALOG and measure retrieval quality for each query kind."""
     with tempfile.TemporaryDirectory(prefix="prodmatch-eval-") as tmp:
@@ -49,26 +51,25 @@ def evaluate_catalog(
         try:
             ingest = CatalogIngester(datadir).ingest_file(catalog, columns, images_root)
             products = datadir.store.page(0, datadir.store.count())
-            groups = _groups(datadir.store.duplicate_groups(include_near=True))
-            strict = _groups(datadir.store.duplicate_groups(include_near=False))
+            groups = duplicate_map(datadir.store.duplicate_groups(include_near=True))
+            strict = duplicate_map(datadir.store.duplicate_groups(include_near=False))
             runner = _QueryRunner(MatchService(datadir), groups, strict, seed)
-            metrics = {kind: runner.run(kind, products, catalog_dir(catalog, images_root)) for kind in kinds}
+            metrics = {kind: runner.run(kind, products) for kind in kinds}
+            decisions = decision_metrics(MatchService(datadir), products, kinds, holdout, seed) if holdout else {}
             return {
                 "model": datadir.record.name,
                 "products": len(products),
                 "rejected": len(ingest.rejected),
                 "duplicate_groups": len(set(map(frozenset, groups.values()))),
                 "metrics": metrics,
+                "decision": decisions,
             }
         finally:
             datadir.close()
 
 
-def catalog_dir(catalog: Path, images_root: Path | None) -> Path:
-    return images_root or Path(catalog).resolve().parent
-
-
-def _groups(duplicate_groups: list[list[str]]) -> dict[str, set[str]]:
+def duplicate_map(duplicate_groups: list[list[str]]) -> dict[str, set[str]]:
+    """Each product in a duplicate group mapped to its whole group."""
     return {member: set(group) for group in duplicate_groups for member in group}
 
 
@@ -80,39 +81,42 @@ class _QueryRunner:
         self.groups = groups
         self.strict = strict
         self.seed = seed
-        self.embedder = service.datadir.embedder()
 
-    def run(self, kind: str, products: list[Product], base: Path) -> dict[str, Any]:
-        if kind == "images":
-            asked = [p for p in products if p.images]
-            vectors = self._image_vectors(asked, base)
-            scorer = self.service.image_query_scores
-        else:
-            queries = [text_query(p, np.random.default_rng([self.seed, i])) for i, p in enumerate(products)]
-            asked = [p for p, q in zip(products, queries, strict=True) if q]
-            vectors = self.embedder.embed_texts([q for q in queries if q]) if asked else np.zeros((0, 1))
-            scorer = self.service.text_query_scores
+    def run(self, kind: str, products: list[Product]) -> dict[str, Any]:
+        asked, vectors = build_queries(self.service, kind, products, self.seed)
+        scorer = self.service.image_query_scores if kind == "images" else self.service.text_query_scores
         rankings = [[pid for pid, _ in rank(scorer(vector, RANK_DEPTH), RANK_DEPTH)] for vector in vectors]
         return {
             **summarise(_ranks(asked, rankings, self.groups)),
             "byte_identical_duplicates_only": summarise(_ranks(asked, rankings, self.strict)),
         }
 
-    def _image_vectors(self, products: list[Product], base: Path) -> np.ndarray:
-        from prodmatch.catalog.schema import ImageResolver
 
-        resolver = ImageResolver(base, None)
-        rows = []
-        for start in range(0, len(products), _BATCH):
-            photos = []
-            for offset, product in enumerate(products[start : start + _BATCH]):
-                rng = np.random.default_rng([self.seed, start + offset])
-                # A customer's phone photo is rarely larger than this; it also keeps altering fast.
-                source = open_image(resolver.resolve(product.images[0].path), draft_short_side=512)
-                source.thumbnail((800, 800))
-                photos.append(open_image(customer_photo(source, rng)))
-            rows.append(self.embedder.embed_images(photos))
-        return np.vstack(rows) if rows else np.zeros((0, 1), np.float32)
+def build_queries(
+    service: MatchService, kind: str, products: list[Product], seed: int
+) -> tuple[list[Product], np.ndarray]:
+    """The products that get a query of KIND ("images" or "text") and the embedded queries, in order."""
+    embedder = service.datadir.embedder()
+    if kind == "images":
+        asked = [p for p in products if p.images]
+        return asked, _image_query_vectors(service, asked, seed)
+    queries = [text_query(p, np.random.default_rng([seed, i])) for i, p in enumerate(products)]
+    asked = [p for p, q in zip(products, queries, strict=True) if q]
+    return asked, embedder.embed_texts([q for q in queries if q]) if asked else np.zeros((0, 1), np.float32)
+
+
+def _image_query_vectors(service: MatchService, products: list[Product], seed: int) -> np.ndarray:
+    rows = []
+    for start in range(0, len(products), _BATCH):
+        photos = []
+        for offset, product in enumerate(products[start : start + _BATCH]):
+            rng = np.random.default_rng([seed, start + offset])
+            # A customer's phone photo is rarely larger than this; it also keeps altering fast.
+            source = open_image(product.images[0].path, draft_short_side=512)
+            source.thumbnail((800, 800))
+            photos.append(open_image(customer_photo(source, rng)))
+        rows.append(service.datadir.embedder().embed_images(photos))
+    return np.vstack(rows) if rows else np.zeros((0, 1), np.float32)
 
 
 def _ranks(products: list[Product], rankings: list[list[str]], groups: dict[str, set[str]]) -> list[int | None]:
@@ -145,4 +149,57 @@ def summarise(ranks: list[int | None]) -> dict[str, float]:
         "recall@1": round(sum(r == 1 for r in ranks) / n, 4),
         "recall@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
         "mrr": round(sum(1.0 / r for r in ranks if r is not None) / n, 4),
+    }
+
+
+def decision_metrics(
+    service: MatchService, products: list[Product], kinds: Sequence[str], holdout: float, seed: int
+) -> dict[str, Any]:
+    """Precision and recall of the match / no-match decision, with HOLDOUT of the products removed from the
+    catalog (and from calibration) so that their queries are photos of products the catalog does not have.
+
+    A "match" is right only when the top hit is the product (or a duplicate listing); a held-out query
+    declared a match is a false match.
+    """
+    from prodmatch.eval.calibrate import calibrate_decisions
+
+    rng = np.random.default_rng([seed, 99])
+    groups = duplicate_map(service.datadir.store.duplicate_groups())
+    held = {products[i].id for i in rng.choice(len(products), size=int(len(products) * holdout), replace=False)}
+    held |= {member for pid in list(held) for member in groups.get(pid, set())}  # no copy of it may remain
+    for product_id in held:
+        service.datadir.delete(product_id)
+    calibrate_decisions(service)
+    service.refresh()
+    return {kind: _decide_all(service, kind, products, held, groups, seed) for kind in kinds}
+
+
+def _decide_all(
+    service: MatchService, kind: str, products: list[Product], held: set[str], groups: dict[str, set[str]], seed: int
+) -> dict[str, float]:
+    asked, vectors = build_queries(service, kind, products, seed)
+    space = "image" if kind == "images" else "text"
+    scorer = service.image_query_scores if kind == "images" else service.text_query_scores
+    right = wrong = missed = false_matches = 0
+    for product, vector in zip(asked, vectors, strict=True):
+        scores = scorer(vector, DECISION_DEPTH)
+        top, top_score = rank(scores, 1)[0] if scores else ("", None)
+        decision = service.decide(space, top_score, margin_of(scores, top, groups) if scores else 0.0)
+        said_match = bool(decision and decision.is_match)
+        if product.id in held:
+            false_matches += said_match
+        elif said_match and top in groups.get(product.id, {product.id}):
+            right += 1
+        elif said_match:
+            wrong += 1
+        else:
+            missed += 1
+    in_catalog = right + wrong + missed
+    declared = right + wrong + false_matches
+    return {
+        "in_catalog_queries": in_catalog,
+        "held_out_queries": len(asked) - in_catalog,
+        "precision": round(right / declared, 4) if declared else 0.0,
+        "recall": round(right / in_catalog, 4) if in_catalog else 0.0,
+        "false_match_rate_held_out": round(false_matches / max(1, len(asked) - in_catalog), 4),
     }

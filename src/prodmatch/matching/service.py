@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ import numpy as np
 from PIL import Image
 
 from prodmatch.errors import InvalidQueryError
+from prodmatch.matching.decision import DECISION_KEY, Calibration, Decision, decide, from_meta, margin_of
 from prodmatch.models.preprocess import draft_side, open_image
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import Filter, check_keys
 
 MAX_TOP_K = 1000
+DECISION_DEPTH = 10  # products searched at least, so the decision sees the runner-up
 
 
 @dataclass
@@ -42,9 +44,11 @@ class MatchResult:
     matches: list[Match]
     model: str
     took_ms: float
+    margin: float = field(default=1.0, repr=False)  # top score minus the next distinct product's: for decisions
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The documented JSON shape: matches, model, took_ms."""
+        return {"matches": [asdict(m) for m in self.matches], "model": self.model, "took_ms": self.took_ms}
 
 
 class MatchService:
@@ -52,6 +56,29 @@ class MatchService:
 
     def __init__(self, datadir: DataDir) -> None:
         self.datadir = datadir
+        self._calibrations: dict[str, Calibration] | None = None
+        self._groups: dict[str, set[str]] | None = None
+
+    def decision(self, kind: str, result: MatchResult) -> Decision | None:
+        """Match / no-match for RESULT's top hit, from the data dir's calibration for KIND ("image" or "text")."""
+        top = result.matches[0].score if result.matches else None
+        return self.decide(kind, top, result.margin)
+
+    def decide(self, kind: str, score: float | None, margin: float) -> Decision | None:
+        if self._calibrations is None:
+            self._calibrations = from_meta(self.datadir.store.get_meta(DECISION_KEY))
+        return decide(self._calibrations.get(kind), score, margin)
+
+    def duplicate_groups(self) -> dict[str, set[str]]:
+        """Product id -> its duplicate-listing group (cached until refresh())."""
+        if self._groups is None:
+            self._groups = {member: set(group) for group in self.datadir.store.duplicate_groups() for member in group}
+        return self._groups
+
+    def refresh(self) -> None:
+        """Re-read thresholds and duplicate groups on next use (after a recalibration or catalog change)."""
+        self._calibrations = None
+        self._groups = None
 
     def warm(self) -> None:
         """Load the model and open (and check) the indexes now rather than on the first query."""
@@ -69,13 +96,13 @@ class MatchService:
         started = time.perf_counter()
         self._check(top_k, filters)
         query = self.datadir.embedder().embed_images([image])[0]
-        return self._result(self.image_query_scores(query, top_k, filters), top_k, started)
+        return self._result(self.image_query_scores(query, max(top_k, DECISION_DEPTH), filters), top_k, started)
 
     def match_text(self, text: str, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
         started = time.perf_counter()
         self._check(top_k, filters)
         query = self.datadir.embedder().embed_texts([text])[0]
-        return self._result(self.text_query_scores(query, top_k, filters), top_k, started)
+        return self._result(self.text_query_scores(query, max(top_k, DECISION_DEPTH), filters), top_k, started)
 
     def image_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
         """Product scores for an embedded image query."""
@@ -112,6 +139,14 @@ class MatchService:
                 best[owner] = float(score)
         return best
 
+    def score_products(self, kind: str, query: np.ndarray, product_ids: set[str]) -> dict[str, float]:
+        """Exact scores of the given products for an embedded query of KIND ("image" or "text"), as ranked."""
+        if kind == "image":
+            return self._exact_scores(query, product_ids, "image")
+        if self.datadir.record.shared_space:
+            return self._fuse(query, product_ids)
+        return self._exact_scores(query, product_ids, "text")
+
     def _fuse(self, query: np.ndarray, candidates: set[str]) -> dict[str, float]:
         weight = self.datadir.settings.matching.text_weight
         per_space = {space: self._exact_scores(query, candidates, space) for space in ("text", "image")}
@@ -138,10 +173,11 @@ class MatchService:
 
     def _result(self, scores: dict[str, float], top_k: int, started: float) -> MatchResult:
         ranked = rank(scores, top_k)
+        margin = margin_of(scores, ranked[0][0], self.duplicate_groups()) if ranked else 0.0
         products = self.datadir.store.get([product_id for product_id, _ in ranked])
         matches = [Match(pid, round(score, 6), products[pid].as_dict()) for pid, score in ranked if pid in products]
         took_ms = round((time.perf_counter() - started) * 1000, 3)
-        return MatchResult(matches, self.datadir.record.name, took_ms)
+        return MatchResult(matches, self.datadir.record.name, took_ms, margin)
 
 
 def rank(scores: dict[str, float], top_k: int) -> list[tuple[str, float]]:

@@ -12,7 +12,7 @@ JsonValue = Any
 
 @dataclass(frozen=True)
 class ImageRef:
-    path: str
+    path: str  # the resolved file path
     sha256: str
     signature: bytes | None = None  # 16x16 grey thumbnail: finds the same photo saved as another file
 
