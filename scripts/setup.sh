@@ -12,7 +12,7 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install --upgrade pip
 # The CPU build of PyTorch, pinned: an unpinned torch resolves to a CUDA build of several GB.
 pip install "torch==2.13.0"
-pip install -e ".[export,dev]"
+pip install -e ".[export,serve,dev]"
 # open_clip_torch ships OpenAI's CLIP BPE vocabulary (used for the random-weight CLIP and as the reference
 # tokenizer in tests). --no-deps: its torchvision dependency would replace the CPU torch.
 pip install --no-deps "open_clip_torch==3.3.0"

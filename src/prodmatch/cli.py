@@ -336,6 +336,69 @@ def evaluate(
     out.print(table)
 
 
+@app.command()
+def serve(
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) for a data dir."""
+    try:
+        import uvicorn
+
+        from prodmatch.api.app import create_app
+    except ImportError as exc:
+        hint = f"serving needs the serve extra: pip install 'prodmatch[serve]' (missing {exc.name})"
+        raise ModelUnavailableError(hint) from exc
+    from prodmatch.stores.datadir import DataDir
+
+    settings = settings_for(data_dir)
+    DataDir.open(settings).close()  # a missing data dir is a clear error now, not a failed startup later
+    uvicorn.run(
+        create_app(settings), host=host or settings.serve.host, port=port or settings.serve.port, log_level="info"
+    )
+
+
+log_app = typer.Typer(help="The query log.", no_args_is_help=True)
+app.add_typer(log_app, name="log")
+
+
+@log_app.command("tail")
+def log_tail(
+    data_dir: DataDirOption = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=10_000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The most recent answered match requests."""
+    from dataclasses import asdict
+
+    from prodmatch.stores.datadir import DataDir
+
+    datadir = DataDir.open(settings_for(data_dir))
+    try:
+        entries = datadir.store.recent_queries(lines)
+    finally:
+        datadir.close()
+    if as_json:
+        print_json([asdict(entry) for entry in entries])
+        return
+    table = Table(title=f"last {len(entries)} queries")
+    for column in ("at", "modality", "top ids", "top score", "ms", "match"):
+        table.add_column(column)
+    for entry in entries:
+        verdict = "-" if entry.is_match is None else ("yes" if entry.is_match else "no")
+        top = f"{entry.top_scores[0]:.3f}" if entry.top_scores else "-"
+        table.add_row(
+            entry.at.isoformat(timespec="seconds"),
+            entry.modality,
+            ", ".join(entry.top_ids[:3]),
+            top,
+            f"{entry.took_ms:.1f}",
+            verdict,
+        )
+    out.print(table)
+
+
 @model_app.command("list")
 def model_list(as_json: JsonOption = False) -> None:
     """Known models, whether each can be used on this machine, and why not."""

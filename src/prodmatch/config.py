@@ -50,6 +50,18 @@ class MatchingSettings(BaseModel):
     text_weight: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class ServeSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = Field(10 * 1024 * 1024, description="larger request bodies get 413")
+    max_text_chars: int = 2000
+    batch_size: int = Field(16, ge=1, description="most queries embedded in one model run")
+    batch_wait_ms: float = Field(4.0, ge=0, description="longest a query waits for others to share its batch")
+    cache_entries: int = Field(2048, ge=1, description="query embeddings kept (LRU)")
+
+
 class Settings(BaseSettings):
     """All settings. Nested fields use a double underscore: PRODMATCH_INDEX__KIND=hnsw."""
 
@@ -62,3 +74,4 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     index: IndexSettings = IndexSettings()
     matching: MatchingSettings = MatchingSettings()
+    serve: ServeSettings = ServeSettings()

@@ -94,15 +94,49 @@ class MatchService:
 
     def match_image(self, image: Image.Image, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
         started = time.perf_counter()
-        self._check(top_k, filters)
+        self.check_query(top_k, filters)
         query = self.datadir.embedder().embed_images([image])[0]
-        return self._result(self.image_query_scores(query, max(top_k, DECISION_DEPTH), filters), top_k, started)
+        return self.match_vectors(query, None, top_k, filters, started=started)
 
     def match_text(self, text: str, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
         started = time.perf_counter()
-        self._check(top_k, filters)
+        self.check_query(top_k, filters)
         query = self.datadir.embedder().embed_texts([text])[0]
-        return self._result(self.text_query_scores(query, max(top_k, DECISION_DEPTH), filters), top_k, started)
+        return self.match_vectors(None, query, top_k, filters, started=started)
+
+    def match_vectors(
+        self,
+        image: np.ndarray | None,
+        text: np.ndarray | None,
+        top_k: int = 10,
+        filters: Sequence[Filter] = (),
+        image_weight: float = 0.5,
+        started: float | None = None,
+    ) -> MatchResult:
+        """Match embedded queries: an image, a text, or both (a photo plus "but in red").
+
+        Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
+        computed exactly (w = IMAGE_WEIGHT).
+        """
+        started = time.perf_counter() if started is None else started
+        self.check_query(top_k, filters)
+        depth = max(top_k, DECISION_DEPTH)
+        if image is not None and text is None:
+            return self._result(self.image_query_scores(image, depth, filters), top_k, started)
+        if text is not None and image is None:
+            return self._result(self.text_query_scores(text, depth, filters), top_k, started)
+        if image is None or text is None:
+            raise InvalidQueryError("give an image, a text, or both")
+        candidates = set(self.image_query_scores(image, depth, filters)) | set(
+            self.text_query_scores(text, depth, filters)
+        )
+        by_image = self.score_products("image", image, candidates)
+        by_text = self.score_products("text", text, candidates)
+        fused = {
+            pid: image_weight * by_image.get(pid, 0.0) + (1 - image_weight) * by_text.get(pid, 0.0)
+            for pid in candidates
+        }
+        return self._result(fused, top_k, started)
 
     def image_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
         """Product scores for an embedded image query."""
@@ -166,7 +200,8 @@ class MatchService:
             best[owner] = max(score, best.get(owner, -np.inf))
         return best
 
-    def _check(self, top_k: int, filters: Sequence[Filter]) -> None:
+    def check_query(self, top_k: int, filters: Sequence[Filter]) -> None:
+        """Raise for an out-of-range top_k or an unknown filter key (cheap: run it before embedding)."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidQueryError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         check_keys(list(filters), self.datadir.store.attribute_keys())

@@ -52,7 +52,9 @@ def open_image(
             image.load()
         except InvalidImageError:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        except UnidentifiedImageError as exc:
+            raise InvalidImageError(f"{label}: not a decodable image (unknown or unsupported format)") from exc
+        except Image.DecompressionBombError as exc:
             raise InvalidImageError(f"{label}: not a decodable image ({exc})") from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidImageError(f"{label}: corrupt or truncated image ({exc})") from exc

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import Product, ProductUpsert, VectorChanges
+from prodmatch.stores.records import Product, ProductUpsert, QueryLogEntry, VectorChanges
 
 
 class MetadataStore(Protocol):
@@ -45,6 +45,10 @@ class MetadataStore(Protocol):
     def link_near_duplicates(self, pairs: Sequence[tuple[int, int]], max_difference: float) -> int: ...
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]: ...
+
+    def append_queries(self, entries: Sequence[QueryLogEntry]) -> None: ...
+
+    def recent_queries(self, limit: int) -> list[QueryLogEntry]: ...
 
     def close(self) -> None: ...
 

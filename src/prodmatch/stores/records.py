@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -67,3 +68,17 @@ class VectorChanges:
                 self.added[space] = (np.concatenate([old_ids, added]), np.vstack([old_vectors, vectors]))
             else:
                 self.added[space] = (added, vectors)
+
+
+@dataclass
+class QueryLogEntry:
+    """What the query log keeps about one answered match request (no query content, only its hash)."""
+
+    at: datetime
+    modality: str
+    query_hash: str
+    top_ids: list[str]
+    top_scores: list[float]
+    took_ms: float
+    is_match: bool | None
+    confidence: float | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import ImageRef, Product, ProductUpsert, VectorChanges
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, QueryLogEntry, VectorChanges
 
 _IN_CHUNK = 900  # SQLite's default limit on bound parameters is 999
 
@@ -74,6 +75,21 @@ class NearDuplicateRow(Base):
     __tablename__ = "near_duplicates"
     sha_a: Mapped[str] = mapped_column(String(64), primary_key=True)
     sha_b: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class QueryLogRow(Base):
+    """One answered match request."""
+
+    __tablename__ = "query_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    query_hash: Mapped[str] = mapped_column(String(80))
+    top_ids: Mapped[list[str]] = mapped_column(JSON)
+    top_scores: Mapped[list[float]] = mapped_column(JSON)
+    took_ms: Mapped[float]
+    is_match: Mapped[bool | None]
+    confidence: Mapped[float | None]
 
 
 class MetaRow(Base):
@@ -303,6 +319,20 @@ class SqlMetadataStore:
             ]
             session.add_all(new)
         return len(new)
+
+    def append_queries(self, entries: Sequence[QueryLogEntry]) -> None:
+        with self._session.begin() as session:
+            session.add_all(QueryLogRow(**asdict(entry)) for entry in entries)
+
+    def recent_queries(self, limit: int) -> list[QueryLogEntry]:
+        """The newest LIMIT entries, oldest first."""
+        query = select(QueryLogRow).order_by(QueryLogRow.id.desc()).limit(limit)
+        with self._session() as session:
+            rows = list(session.scalars(query))
+        return [
+            QueryLogEntry(r.at, r.modality, r.query_hash, r.top_ids, r.top_scores, r.took_ms, r.is_match, r.confidence)
+            for r in reversed(rows)
+        ]
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]:
         """Groups of products listing the same photo: byte-identical files, and (include_near) re-saved copies."""

@@ -1,0 +1,27 @@
+"""Dependency aliases for route signatures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from prodmatch.api.state import AppState
+from prodmatch.matching.service import MAX_TOP_K
+from prodmatch.stores.filters import Filter, parse_filters
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.prodmatch
+    return state
+
+
+def get_filters(
+    filter: Annotated[list[str] | None, Query(description="KEY=VALUE, KEY>=NUM ... (repeatable)")] = None,
+) -> list[Filter]:
+    return parse_filters(filter)
+
+
+State = Annotated[AppState, Depends(get_state)]
+Filters = Annotated[list[Filter], Depends(get_filters)]
+TopK = Annotated[int, Query(ge=1, le=MAX_TOP_K, description="number of products")]

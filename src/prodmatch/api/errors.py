@@ -1,0 +1,92 @@
+"""Every failure a client can cause becomes a 4xx with a JSON body {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from prodmatch.errors import (
+    FilterError,
+    InvalidImageError,
+    InvalidQueryError,
+    InvalidTextError,
+    ModelUnavailableError,
+    NotFoundError,
+    ProdmatchError,
+)
+
+_STATUS = [
+    (NotFoundError, 404, "not_found"),
+    (InvalidImageError, 400, "invalid_image"),
+    (InvalidTextError, 400, "invalid_text"),
+    (FilterError, 400, "invalid_filter"),
+    (InvalidQueryError, 400, "invalid_query"),
+    (ModelUnavailableError, 503, "model_unavailable"),
+    (ProdmatchError, 400, "bad_request"),
+]
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProdmatchError)
+    async def prodmatch_error(_request: Request, exc: ProdmatchError) -> JSONResponse:
+        status, code = next((s, c) for kind, s, c in _STATUS if isinstance(exc, kind))
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return JSONResponse(error_body(code, message), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over MAX_BYTES with 413 while they stream in, before anything reads them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse(
+            error_body("too_large", f"request body over the limit of {self.max_bytes} bytes"), status_code=413
+        )
+        await response({"type": "http"}, _no_body, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
