@@ -181,3 +181,19 @@ def test_delete_is_visible_to_the_next_query(client: TestClient, myntra: Path) -
     body = client.post("/v1/match/image", files=photo(myntra, "36310"), params={"top_k": 3}).json()
     assert "36310" not in [m["id"] for m in body["matches"]]
     assert client.get("/v1/products/36310").status_code == 404
+
+
+def test_put_adds_a_product_that_the_next_query_finds(client: TestClient, shared_data: Path) -> None:
+    data = (shared_data / "electronics-small" / "images" / "Test_image.jpg").read_bytes()
+    fields = '{"name": "Store-brand padded jacket", "Colour": "Black", "price": 49.5}'
+    created = client.put("/v1/products/new-1", data={"fields": fields}, files={"image": ("t.jpg", data, "image/jpeg")})
+    assert created.status_code == 200 and created.json()["product"]["price"] == 49.5
+    found = client.post("/v1/match/image", files={"image": ("q.jpg", data, "image/jpeg")}, params={"top_k": 1}).json()
+    assert found["matches"][0]["id"] == "new-1"
+    renamed = client.put("/v1/products/new-1", data={"fields": '{"name": "Padded jacket", "Colour": "Black"}'})
+    assert renamed.json()["product"]["name"] == "Padded jacket" and len(renamed.json()["product"]["images"]) == 1
+    thumbnail = client.get("/v1/products/new-1/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"
+    bad = client.put("/v1/products/new-2", data={"fields": "{}"}, files={"image": ("x.jpg", b"junk", "image/jpeg")})
+    assert bad.status_code == 400 and client.get("/v1/products/new-2").status_code == 404
+    assert client.put("/v1/products/new-3", data={"fields": "[1]"}).status_code == 400

@@ -232,17 +232,14 @@ class CatalogIngester:
         runtime = self.datadir.settings.runtime
         short_side = draft_side(self.datadir.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
 
-        def decode(label: str, blob: bytes) -> Image.Image:
-            return open_image(
-                blob,
-                label=label,
-                max_pixels=runtime.max_image_pixels,
-                draft_short_side=short_side,
-            )
+        def decode(ref: ImageRef, blob: bytes) -> Image.Image:
+            image = open_image(blob, label=ref.path, max_pixels=runtime.max_image_pixels, draft_short_side=short_side)
+            self.datadir.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
+            return image
 
         pending = {
             item.draft.id: [
-                self._decode_pool.submit(decode, ref.path, blob)
+                self._decode_pool.submit(decode, ref, blob)
                 for ref, blob in zip(item.product.images, item.image_bytes, strict=True)
             ]
             for item in items

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel
 
 from prodmatch.config import Settings
@@ -19,6 +20,7 @@ from prodmatch.stores.records import ProductUpsert, VectorChanges
 
 MODEL_KEY = "model"
 METADATA_FILE = "metadata.db"
+THUMBNAIL_SIDE = 320
 
 
 class ModelRecord(BaseModel):
@@ -161,6 +163,21 @@ class DataDir:
 
     def close(self) -> None:
         self.store.close()
+
+    def thumbnail_path(self, sha256: str) -> Path:
+        return self.path / "thumbnails" / f"{sha256}.jpg"
+
+    def save_thumbnail(self, sha256: str, image: Image.Image) -> None:
+        """A small JPEG of a product image for result grids (written once per distinct image, atomically)."""
+        target = self.thumbnail_path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(exist_ok=True)
+        small = image.copy()
+        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        partial = target.with_suffix(".part")
+        small.save(partial, format="JPEG", quality=85)
+        partial.replace(target)
 
     def disk_usage(self) -> dict[str, int]:
         return {item.name: item.stat().st_size for item in sorted(self.path.iterdir()) if item.is_file()}
