@@ -17,3 +17,12 @@ pip install -e ".[export,serve,dev]"
 # tokenizer in tests). --no-deps: its torchvision dependency would replace the CPU torch.
 pip install --no-deps "open_clip_torch==3.3.0"
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
+if [ "${PRODMATCH_SKIP_CHROMIUM:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: install Debian's chromium (sudo apt-get install chromium) to run the browser tests" >&2
+  fi
+fi

@@ -48,7 +48,8 @@ def test_match_image_returns_the_cli_shape_plus_decision_and_keywords(client: Te
     assert set(body) == {"matches", "model", "took_ms", "decision", "keywords"}
     assert body["matches"][0]["id"] == "36310" and len(body["matches"]) == 5
     assert body["decision"]["is_match"] is True and 0.5 < body["decision"]["confidence"] <= 1
-    assert {"key": "Gender", "value": "Boys", "share": 1.0} in body["keywords"]
+    assert {"key": "ProductType", "value": "Tshirts", "share": 1.0} in body["keywords"]
+    assert not any(k["key"] == "Gender" for k in body["keywords"])  # every product is "Boys": says nothing
 
 
 def test_match_text_with_filters_and_min_score(client: TestClient) -> None:

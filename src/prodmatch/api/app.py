@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
 from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
-from prodmatch.api.routes import health, match, products
+from prodmatch.api.routes import health, match, products, ui
 from prodmatch.api.state import AppState
 from prodmatch.config import Settings
 
@@ -35,8 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Match product photos and descriptions against a catalog.",
     )
-    for module in (health, match, products):
-        app.include_router(module.router)
+    for router in (health.router, match.router, products.router, products.facets_router, ui.router):
+        app.include_router(router)
+    app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
     app.middleware("http")(_record_metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.serve.max_upload_bytes)

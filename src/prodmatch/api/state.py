@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,37 @@ class AppState:
             lambda size: self.metrics.batch_size.labels("text").observe(size),
         )
         self.started_at = time.time()
+        self._counts: dict[str, Counter[str]] | None = None
+
+    def facets(self, max_values: int = 40) -> list[dict[str, Any]]:
+        """Filterable attribute columns with their values and counts (columns with a few distinct text values)."""
+        return [
+            {"key": key, "values": [{"value": v, "count": n} for v, n in sorted(values.items())]}
+            for key, values in sorted(self._value_counts().items())
+            if 1 < len(values) <= max_values
+        ]
+
+    def value_shares(self) -> dict[tuple[str, str], float]:
+        """Share of the catalog holding each (attribute, text value): the baseline for result keywords."""
+        counts = self._value_counts()
+        total = max(1, self.datadir.store.count())
+        return {(key, value): n / total for key, values in counts.items() for value, n in values.items()}
+
+    def _value_counts(self) -> dict[str, Counter[str]]:
+        if self._counts is None:
+            counts: dict[str, Counter[str]] = {}
+            store = self.datadir.store
+            for offset in range(0, store.count(), 1000):
+                for product in store.page(offset, 1000):
+                    for key, value in product.attributes.items():
+                        if isinstance(value, str) and len(value) <= 40:
+                            counts.setdefault(key, Counter())[value] += 1
+            self._counts = counts
+        return self._counts
+
+    def catalog_changed(self) -> None:
+        self.service.refresh()
+        self._counts = None
 
     async def start(self) -> None:
         self.image_batcher.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -175,9 +176,10 @@ class DataDir:
         target.parent.mkdir(exist_ok=True)
         small = image.copy()
         small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        partial = target.with_suffix(".part")
-        small.save(partial, format="JPEG", quality=85)
-        partial.replace(target)
+        # a unique partial file: two products listing the same photo may be decoded at the same moment
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as partial:
+            small.save(partial, format="JPEG", quality=85)
+        Path(partial.name).replace(target)
 
     def disk_usage(self) -> dict[str, int]:
         return {item.name: item.stat().st_size for item in sorted(self.path.iterdir()) if item.is_file()}

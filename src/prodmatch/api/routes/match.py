@@ -27,10 +27,11 @@ async def respond(
     kind = "image" if query.image is not None else "text"
     decision = state.service.decision(kind, result)
     state.log(query, result, decision)
+    shares = await state.run(state.value_shares)
     return MatchResponse(
         **result.as_dict(),
         decision=None if decision is None else decision.__dict__,
-        keywords=[k.__dict__ for k in keywords([m.product for m in result.matches])],
+        keywords=[k.__dict__ for k in keywords([m.product for m in result.matches], shares)],
     )
 
 

@@ -20,6 +20,7 @@ from prodmatch.stores.filters import check_keys
 from prodmatch.stores.records import Product
 
 router = APIRouter(prefix="/v1/products", tags=["products"])
+facets_router = APIRouter(tags=["products"])
 
 
 def find(state: State, product_id: str) -> Product:
@@ -41,6 +42,12 @@ async def list_products(
     items = await state.run(store.page, offset, limit, filters)
     total = await state.run(store.count, filters)
     return ProductPage(total=total, offset=offset, items=[ProductOut(id=p.id, product=p.as_dict()) for p in items])
+
+
+@facets_router.get("/v1/facets")
+async def facets(state: State) -> dict[str, Any]:
+    """The catalog's filterable attribute columns and their values: what the UI builds its filters from."""
+    return {"facets": await state.run(state.facets)}
 
 
 @router.get("/{product_id}", response_model=ProductOut)
@@ -120,7 +127,7 @@ def _upsert(state: State, row: dict[str, Any]) -> IngestReport:
         report = CatalogIngester(state.datadir, batch_size=1).ingest_rows(
             [RawRow(0, row)], mapping, ImageResolver(state.datadir.path, None)
         )
-        state.service.refresh()
+        state.catalog_changed()
     return report
 
 
@@ -132,7 +139,7 @@ async def delete_product(state: State, product_id: str) -> Response:
         with state.catalog_lock:
             state.datadir.delete(product_id)
             state.datadir.save()
-            state.service.refresh()
+            state.catalog_changed()
 
     await state.run(delete)
     return Response(status_code=204)

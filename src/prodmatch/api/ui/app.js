@@ -1,0 +1,210 @@
+// prodmatch UI: one page over the /v1 API. No framework, no external assets (it must work offline).
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const state = { photo: null, facetKeys: [] };
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = body.error ? body.error.message : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function showStatus(kind, message) {
+  const status = $("#status");
+  status.hidden = !message;
+  status.className = `status ${kind}`;
+  status.textContent = message || "";
+}
+
+async function loadCatalog() {
+  try {
+    const ready = await api("/ready");
+    $("#catalog-info").textContent =
+      `${ready.parts.metadata.products} products · model ${ready.parts.model.name}`;
+    const { facets } = await api("/v1/facets");
+    state.facetKeys = facets.map((facet) => facet.key);
+    const fieldset = $("#filters");
+    for (const facet of facets) {
+      const select = element("select", { name: facet.key, "data-facet": facet.key },
+        element("option", { value: "" }, "any"));
+      for (const { value, count } of facet.values) {
+        select.append(element("option", { value }, `${value} (${count})`));
+      }
+      fieldset.append(element("label", {}, facet.key, select));
+    }
+  } catch (error) {
+    showStatus("error", `Cannot reach the catalog: ${error.message}`);
+  }
+}
+
+function setPhoto(file) {
+  if (!file || !file.type.startsWith("image/")) {
+    showStatus("error", "That is not an image file.");
+    return;
+  }
+  state.photo = file;
+  const preview = $("#preview");
+  preview.src = URL.createObjectURL(file);
+  preview.alt = `Query photo: ${file.name || "pasted image"}`;
+  preview.hidden = false;
+  $("#drop-hint").textContent = `${file.name || "pasted image"} · drop or paste another to replace`;
+  search();
+}
+
+function filters() {
+  return [...document.querySelectorAll("[data-facet]")]
+    .filter((select) => select.value)
+    .map((select) => `${select.dataset.facet}=${select.value}`);
+}
+
+async function search(event) {
+  if (event) event.preventDefault();
+  const text = $("#text").value.trim();
+  if (!state.photo && !text) {
+    showStatus("error", "Add a photo or type a description first.");
+    return;
+  }
+  const chosen = filters();
+  const query = new URLSearchParams({ top_k: "12" });
+  chosen.forEach((filter) => query.append("filter", filter));
+  let request;
+  if (state.photo) {
+    const form = new FormData();
+    form.append("image", state.photo);
+    if (text) form.append("text", text);
+    request = api(`/v1/match${text ? "" : "/image"}?${query}`, { method: "POST", body: form });
+  } else {
+    request = api("/v1/match/text", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text, top_k: 12, filters: chosen }),
+    });
+  }
+  showStatus("loading", "Searching…");
+  $("#go").disabled = true;
+  try {
+    render(await request);
+    showStatus("", "");
+  } catch (error) {
+    render(null);
+    showStatus("error", error.message);
+  } finally {
+    $("#go").disabled = false;
+  }
+}
+
+function render(body) {
+  const results = $("#results");
+  results.replaceChildren();
+  const decision = $("#decision");
+  const keywords = $("#keywords");
+  decision.hidden = keywords.hidden = !body;
+  if (!body) return;
+  if (body.decision) {
+    const { is_match: isMatch, confidence } = body.decision;
+    decision.className = `decision ${isMatch ? "yes" : "no"}`;
+    decision.textContent = isMatch
+      ? `Match: “${body.matches[0].product.name}” (confidence ${(confidence * 100).toFixed(0)}%)`
+      : `No confident match in the catalog (best confidence ${(confidence * 100).toFixed(0)}%); closest products:`;
+  } else {
+    decision.className = "decision no";
+    decision.textContent = "Closest products (no match threshold calibrated for this catalog yet)";
+  }
+  keywords.replaceChildren(...body.keywords.map((k) =>
+    element("li", { title: `${Math.round(k.share * 100)}% of results` }, `${k.key}: ${k.value}`)));
+  keywords.hidden = body.keywords.length === 0;
+  if (body.matches.length === 0) showStatus("", "No product passes these filters.");
+  body.matches.forEach((match, rank) => results.append(card(match, rank, body)));
+  $("#catalog-info").dataset.took = `${body.took_ms.toFixed(0)} ms`;
+}
+
+function card(match, rank, body) {
+  const name = match.product.name || match.id;
+  const facts = state.facetKeys.map((key) => match.product[key]).filter(Boolean).slice(0, 3).join(" · ");
+  const percent = Math.max(0, Math.min(100, match.score * 100));
+  const isTop = rank === 0 && body.decision && body.decision.is_match;
+  const open = () => showDetail(match);
+  return element("li", {},
+    element("article", {
+      class: `card${isTop ? " top" : ""}`, tabindex: "0", "aria-label": `${rank + 1}. ${name}, score ${match.score.toFixed(3)}`,
+      onclick: open, onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); open(); } },
+    },
+      element("img", { src: `/v1/products/${encodeURIComponent(match.id)}/thumbnail`, alt: name, loading: "lazy" }),
+      element("div", { class: "body" },
+        element("div", { class: "name" }, name),
+        element("div", { class: "meta" }, facts || `id ${match.id}`),
+        element("div", { class: "score" },
+          element("div", { class: "track", role: "meter", "aria-valuenow": match.score.toFixed(3),
+                           "aria-valuemin": "0", "aria-valuemax": "1", "aria-label": "score" },
+            element("div", { class: "fill", style: `width:${percent}%` })),
+          element("span", {}, match.score.toFixed(3))))));
+}
+
+function showDetail(match) {
+  const dialog = $("#detail");
+  $("#detail-title").textContent = match.product.name || match.id;
+  $("#detail-score").textContent = `id ${match.id} · score ${match.score.toFixed(4)}`;
+  const image = $("#detail-image");
+  image.src = `/v1/products/${encodeURIComponent(match.id)}/image`;
+  image.alt = match.product.name || match.id;
+  const fields = $("#detail-fields");
+  fields.replaceChildren();
+  for (const [key, value] of Object.entries(match.product)) {
+    if (key === "images" || key === "name" || value === null) continue;
+    fields.append(element("dt", {}, key), element("dd", {}, String(value)));
+  }
+  dialog.showModal();
+}
+
+function clear() {
+  state.photo = null;
+  $("#preview").hidden = true;
+  $("#drop-hint").innerHTML = "Drop a product photo, paste one, or <u>choose a file</u>";
+  $("#text").value = "";
+  document.querySelectorAll("[data-facet]").forEach((select) => { select.value = ""; });
+  render(null);
+  showStatus("", "");
+  $("#results").replaceChildren();
+}
+
+function wire() {
+  const drop = $("#drop");
+  const file = $("#file");
+  drop.addEventListener("click", () => file.click());
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); file.click(); }
+  });
+  file.addEventListener("change", () => setPhoto(file.files[0]));
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    setPhoto(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const item = [...event.clipboardData.items].find((entry) => entry.type.startsWith("image/"));
+    if (item) setPhoto(item.getAsFile());
+  });
+  $("#search").addEventListener("submit", search);
+  $("#clear").addEventListener("click", clear);
+  $("#filters").addEventListener("change", () => { if (state.photo || $("#text").value.trim()) search(); });
+}
+
+wire();
+loadCatalog();

@@ -1,0 +1,163 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against `prodmatch serve`.
+
+Screenshots of the main states are written to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prodmatch.models.bundle import Bundle
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    myntra: Path, base_settings: object, offline_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    import os
+
+    data_dir = tmp_path_factory.mktemp("ui-data")
+    env = {
+        **os.environ,
+        "PRODMATCH_MODELS_DIR": str(base_settings.models_dir),  # type: ignore[attr-defined]
+        "PRODMATCH_DATA_DIR": str(data_dir),
+    }
+    prodmatch = [sys.executable, "-m", "prodmatch"]
+    subprocess.run(
+        [
+            *prodmatch,
+            "ingest",
+            str(myntra / "catalog.csv"),
+            "--model",
+            "offline-effnet-minilm",
+            "--id-col",
+            "ProductId",
+            "--name-col",
+            "ProductTitle",
+            "--image-col",
+            "Image",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [*prodmatch, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    yield base
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install chromium (scripts/test.sh does it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: object, server: str) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(server)
+    page.wait_for_selector("select[data-facet='Colour']")
+    yield page
+    context.close()
+
+
+def test_photo_upload_shows_a_match_with_scores(page: object, myntra: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "01-empty.png")  # type: ignore[attr-defined]
+    page.set_input_files("#file", str(myntra / "images" / "36310.jpg"))  # type: ignore[attr-defined]
+    page.wait_for_selector("#results .card")  # type: ignore[attr-defined]
+    assert "Match" in page.inner_text("#decision")  # type: ignore[attr-defined]
+    assert "Blazing Yellow" in page.inner_text("#results li:first-child .name")  # type: ignore[attr-defined]
+    assert page.locator("#results .score .fill").count() == 12  # type: ignore[attr-defined]
+    assert page.locator("#keywords li").count() > 0  # type: ignore[attr-defined]
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")  # type: ignore[attr-defined]
+    page.screenshot(path=SCREENSHOTS / "02-photo-match.png", full_page=True)  # type: ignore[attr-defined]
+
+
+def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: object) -> None:
+    page.select_option("select[data-facet='Colour']", "Blue")  # type: ignore[attr-defined]
+    page.fill("#text", "boys denim shirt")  # type: ignore[attr-defined]
+    page.press("#text", "Enter")  # type: ignore[attr-defined]
+    page.wait_for_selector("#results .card")  # type: ignore[attr-defined]
+    metas = page.locator("#results .meta").all_inner_texts()  # type: ignore[attr-defined]
+    assert metas and all("Blue" in meta for meta in metas)
+    page.focus("#results li:first-child .card")  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # type: ignore[attr-defined]
+    page.wait_for_selector("dialog[open]")  # type: ignore[attr-defined]
+    assert "Colour" in page.inner_text("#detail-fields")  # type: ignore[attr-defined]
+    page.screenshot(path=SCREENSHOTS / "03-detail.png")  # type: ignore[attr-defined]
+    page.keyboard.press("Escape")  # type: ignore[attr-defined]
+    assert page.locator("dialog[open]").count() == 0  # type: ignore[attr-defined]
+
+
+def test_a_file_that_is_not_a_photo_shows_an_error(page: object, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.png"
+    bogus.write_bytes(b"this is not a png")
+    page.set_input_files("#file", str(bogus))  # type: ignore[attr-defined]
+    page.wait_for_selector("#status.error")  # type: ignore[attr-defined]
+    assert "not a decodable image" in page.inner_text("#status")  # type: ignore[attr-defined]
+    page.screenshot(path=SCREENSHOTS / "04-error.png")  # type: ignore[attr-defined]
+
+
+def test_phone_width_layout(browser: object, server: str, myntra: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)  # type: ignore[attr-defined]
+    phone = context.new_page()
+    phone.goto(server)
+    phone.wait_for_selector("select[data-facet='Colour']")
+    phone.set_input_files("#file", str(myntra / "images" / "10649.jpg"))
+    phone.wait_for_selector("#results .card")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing overflows sideways
+    phone.wait_for_function("[...document.querySelectorAll('#results img')].slice(0, 4).every(i => i.complete)")
+    phone.screenshot(path=SCREENSHOTS / "05-phone.png")
+    context.close()
