@@ -548,6 +548,45 @@ def model_parity(
     out.print(table)
 
 
+bench_app = typer.Typer(help="Benchmarks against a running service.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("serve")
+def bench_serve_command(
+    url: Annotated[str, typer.Option(help="a prodmatch server of yours")] = "http://127.0.0.1:8000",
+    modes: Annotated[str, typer.Option("--modes", help="image,text")] = "image,text",
+    clients: Annotated[str, typer.Option("--clients", help="concurrent clients, comma-separated")] = "1,32",
+    requests: Annotated[int, typer.Option("--requests", min=1, max=100_000, help="per run")] = 300,
+    photos: Annotated[Path | None, typer.Option("--photos", help="folder of query photos")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """p50/p95/p99 latency and throughput with N concurrent clients (distinct queries: no cache hits)."""
+    from prodmatch.bench.serve import bench_serve
+
+    reports = bench_serve(
+        url, [m.strip() for m in modes.split(",")], [int(c) for c in clients.split(",")], requests, photos_in(photos)
+    )
+    if as_json:
+        print_json(reports)
+        return
+    table = Table(title=f"load test · {url}")
+    for column in ("mode", "clients", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    for r in reports:
+        table.add_row(
+            r["mode"],
+            str(r["clients"]),
+            str(r["requests"]),
+            str(r["errors"]),
+            str(r["throughput_per_s"]),
+            str(r["p50_ms"]),
+            str(r["p95_ms"]),
+            str(r["p99_ms"]),
+        )
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: user-facing errors print one line and exit 2, never a traceback."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run finally-blocks (index saves) on kill

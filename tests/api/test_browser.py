@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page
 
+from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
 from tests.conftest import REPO
 
@@ -42,14 +44,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(
-    myntra: Path, base_settings: object, offline_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+    myntra: Path, base_settings: Settings, offline_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     import os
 
     data_dir = tmp_path_factory.mktemp("ui-data")
     env = {
         **os.environ,
-        "PRODMATCH_MODELS_DIR": str(base_settings.models_dir),  # type: ignore[attr-defined]
+        "PRODMATCH_MODELS_DIR": str(base_settings.models_dir),
         "PRODMATCH_DATA_DIR": str(data_dir),
     }
     prodmatch = [sys.executable, "-m", "prodmatch"]
@@ -90,7 +92,7 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -102,8 +104,8 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, server: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(server)
     page.wait_for_selector("select[data-facet='Colour']")
@@ -111,46 +113,46 @@ def page(browser: object, server: str) -> Iterator[object]:
     context.close()
 
 
-def test_photo_upload_shows_a_match_with_scores(page: object, myntra: Path) -> None:
+def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "01-empty.png")  # type: ignore[attr-defined]
-    page.set_input_files("#file", str(myntra / "images" / "36310.jpg"))  # type: ignore[attr-defined]
-    page.wait_for_selector("#results .card")  # type: ignore[attr-defined]
-    assert "Match" in page.inner_text("#decision")  # type: ignore[attr-defined]
-    assert "Blazing Yellow" in page.inner_text("#results li:first-child .name")  # type: ignore[attr-defined]
-    assert page.locator("#results .score .fill").count() == 12  # type: ignore[attr-defined]
-    assert page.locator("#keywords li").count() > 0  # type: ignore[attr-defined]
-    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")  # type: ignore[attr-defined]
-    page.screenshot(path=SCREENSHOTS / "02-photo-match.png", full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=SCREENSHOTS / "01-empty.png")
+    page.set_input_files("#file", str(myntra / "images" / "36310.jpg"))
+    page.wait_for_selector("#results .card")
+    assert "Match" in page.inner_text("#decision")
+    assert "Blazing Yellow" in page.inner_text("#results li:first-child .name")
+    assert page.locator("#results .score .fill").count() == 12
+    assert page.locator("#keywords li").count() > 0
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")
+    page.screenshot(path=SCREENSHOTS / "02-photo-match.png", full_page=True)
 
 
-def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: object) -> None:
-    page.select_option("select[data-facet='Colour']", "Blue")  # type: ignore[attr-defined]
-    page.fill("#text", "boys denim shirt")  # type: ignore[attr-defined]
-    page.press("#text", "Enter")  # type: ignore[attr-defined]
-    page.wait_for_selector("#results .card")  # type: ignore[attr-defined]
-    metas = page.locator("#results .meta").all_inner_texts()  # type: ignore[attr-defined]
+def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: Page) -> None:
+    page.select_option("select[data-facet='Colour']", "Blue")
+    page.fill("#text", "boys denim shirt")
+    page.press("#text", "Enter")
+    page.wait_for_selector("#results .card")
+    metas = page.locator("#results .meta").all_inner_texts()
     assert metas and all("Blue" in meta for meta in metas)
-    page.focus("#results li:first-child .card")  # type: ignore[attr-defined]
-    page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    page.wait_for_selector("dialog[open]")  # type: ignore[attr-defined]
-    assert "Colour" in page.inner_text("#detail-fields")  # type: ignore[attr-defined]
-    page.screenshot(path=SCREENSHOTS / "03-detail.png")  # type: ignore[attr-defined]
-    page.keyboard.press("Escape")  # type: ignore[attr-defined]
-    assert page.locator("dialog[open]").count() == 0  # type: ignore[attr-defined]
+    page.focus("#results li:first-child .card")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog[open]")
+    assert "Colour" in page.inner_text("#detail-fields")
+    page.screenshot(path=SCREENSHOTS / "03-detail.png")
+    page.keyboard.press("Escape")
+    assert page.locator("dialog[open]").count() == 0
 
 
-def test_a_file_that_is_not_a_photo_shows_an_error(page: object, tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_photo_shows_an_error(page: Page, tmp_path: Path) -> None:
     bogus = tmp_path / "notes.png"
     bogus.write_bytes(b"this is not a png")
-    page.set_input_files("#file", str(bogus))  # type: ignore[attr-defined]
-    page.wait_for_selector("#status.error")  # type: ignore[attr-defined]
-    assert "not a decodable image" in page.inner_text("#status")  # type: ignore[attr-defined]
-    page.screenshot(path=SCREENSHOTS / "04-error.png")  # type: ignore[attr-defined]
+    page.set_input_files("#file", str(bogus))
+    page.wait_for_selector("#status.error")
+    assert "not a decodable image" in page.inner_text("#status")
+    page.screenshot(path=SCREENSHOTS / "04-error.png")
 
 
-def test_phone_width_layout(browser: object, server: str, myntra: Path) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)  # type: ignore[attr-defined]
+def test_phone_width_layout(browser: Browser, server: str, myntra: Path) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     phone = context.new_page()
     phone.goto(server)
     phone.wait_for_selector("select[data-facet='Colour']")

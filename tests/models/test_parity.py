@@ -49,7 +49,7 @@ def test_onnx_matches_the_torch_reference(
     bundle = ensure_bundle(name, base_settings, precision, calibration_photos())  # type: ignore[arg-type]
     onnx = create_embedder(bundle, base_settings)
     pixels = to_tensor([open_image(p, draft_short_side=512) for p in photos], bundle.manifest.image.preprocess)
-    image_cos = np.sum(onnx.embed_pixels(pixels) * references[name].embed_pixels(pixels), axis=1)  # type: ignore[attr-defined]
+    image_cos = np.sum(onnx.embed_pixels(pixels) * references[name].embed_pixels(pixels), axis=1)
     text_cos = np.sum(onnx.embed_texts(TEXTS) * references[name].embed_texts(TEXTS), axis=1)
     assert image_cos.min() >= MIN_COSINE[precision], f"image cosine {image_cos.min():.6f}"
     assert text_cos.min() >= MIN_COSINE[precision], f"text cosine {text_cos.min():.6f}"

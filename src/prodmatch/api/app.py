@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
@@ -40,18 +41,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
-    app.middleware("http")(_record_metrics)
+    app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.serve.max_upload_bytes)
     return app
 
 
-async def _record_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Count and time each request under its route template (not the raw path: ids would explode the labels)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = getattr(request.scope.get("route"), "path", "unmatched")  # set by the router once it matched
-    state = getattr(request.app.state, "prodmatch", None)
-    if state is not None:
-        state.metrics.requests.labels(route, request.method, str(response.status_code)).inc()
-        state.metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
-    return response
+class RequestMetrics:
+    """Counts and times each request under its route template (raw paths would explode the label set).
+
+    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs milliseconds per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = ["500"]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            state = getattr(scope["app"].state, "prodmatch", None)
+            if state is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")  # set by the router once it matched
+                state.metrics.requests.labels(route, scope["method"], status[0]).inc()
+                state.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from prodmatch.api.metrics import Metrics
 from prodmatch.config import Settings
@@ -56,8 +55,8 @@ class AppState:
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         embedder = self.datadir.embedder()
         serve = settings.serve
-        self.image_batcher: MicroBatcher[Image.Image] = MicroBatcher(
-            embedder.embed_images,
+        self.image_batcher: MicroBatcher[np.ndarray] = MicroBatcher(
+            lambda pixels: embedder.embed_pixels(np.concatenate(pixels)),
             serve.batch_size,
             serve.batch_wait_ms,
             self._model_thread,
@@ -126,8 +125,8 @@ class AppState:
         key = image_key(data)
         if (cached := self._cached(key)) is not None:
             return cached
-        image = await self.run(self.service.decode, data)
-        vector = await self.image_batcher.embed(image)
+        pixels = await self.run(self._pixels, data)  # decode + resize on a worker, in parallel with the model
+        vector = await self.image_batcher.embed(pixels)
         self.cache.put(key, vector)
         return vector
 
@@ -142,6 +141,9 @@ class AppState:
         vector = await self.text_batcher.embed(text)
         self.cache.put(key, vector)
         return vector
+
+    def _pixels(self, data: bytes) -> np.ndarray:
+        return self.datadir.embedder().pixels([self.service.decode(data)])
 
     def _cached(self, key: str) -> np.ndarray | None:
         vector = self.cache.get(key)

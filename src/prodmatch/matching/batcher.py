@@ -56,6 +56,9 @@ class MicroBatcher(Generic[Item]):
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # whatever queued up while the model was busy joins at once; only then wait for latecomers
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             deadline = time.monotonic() + self._max_wait
             while len(batch) < self._max_batch and (left := deadline - time.monotonic()) > 0:
                 try:

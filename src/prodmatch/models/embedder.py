@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from prodmatch.models.bundle import Manifest
+from prodmatch.models.preprocess import to_tensor
 
 
 @runtime_checkable
@@ -35,6 +36,12 @@ class Embedder(Protocol):
         ...
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The model's input batch for IMAGES (resize, crop, normalise): separable so it can run elsewhere."""
+        ...
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray: ...
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -63,3 +70,6 @@ class ManifestProperties:
     @property
     def shared_space(self) -> bool:
         return self.manifest.shared_space
+
+    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return to_tensor(images, self.manifest.image.preprocess)

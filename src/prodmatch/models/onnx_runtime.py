@@ -12,7 +12,6 @@ from PIL import Image
 from prodmatch.config import RuntimeSettings
 from prodmatch.models.bundle import Bundle
 from prodmatch.models.embedder import ManifestProperties, l2_normalise
-from prodmatch.models.preprocess import to_tensor
 from prodmatch.models.tokenize import TextTokenizer
 
 # Prefer accelerators when this onnxruntime build has them; CPU is always last and always present.
@@ -52,7 +51,7 @@ class OnnxEmbedder(ManifestProperties):
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Unit vectors in the image space, one row per image."""
-        return self.embed_pixels(to_tensor(images, self.manifest.image.preprocess))
+        return self.embed_pixels(self.pixels(images))
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Unit vectors for an already preprocessed NCHW batch."""

@@ -45,16 +45,16 @@ def parity_report(
     images = [open_image(path, draft_short_side=draft_side(fp32.manifest.image.preprocess)) for path in photos]
     pixels = to_tensor(images, fp32.manifest.image.preprocess)
     queries = [open_image(customer_photo(image, np.random.default_rng([7, i]))) for i, image in enumerate(images)]
-    reference_images = reference.embed_pixels(pixels)  # type: ignore[attr-defined]
+    reference_images = reference.embed_pixels(pixels)
     reference_texts = reference.embed_texts(texts)
     fp32_onnx = create_embedder(fp32, settings)
-    baseline = _neighbours(fp32_onnx.embed_pixels(pixels), fp32_onnx.embed_images(queries))  # type: ignore[attr-defined]
+    baseline = _neighbours(fp32_onnx.embed_pixels(pixels), fp32_onnx.embed_images(queries))
     rows = []
     for precision in precisions:
         embedder = create_embedder(ensure_bundle(name, settings, precision, calibration_images), settings)
-        image_cos = np.sum(embedder.embed_pixels(pixels) * reference_images, axis=1)  # type: ignore[attr-defined]
+        image_cos = np.sum(embedder.embed_pixels(pixels) * reference_images, axis=1)
         text_cos = np.sum(embedder.embed_texts(texts) * reference_texts, axis=1)
-        ours = _neighbours(embedder.embed_pixels(pixels), embedder.embed_images(queries))  # type: ignore[attr-defined]
+        ours = _neighbours(embedder.embed_pixels(pixels), embedder.embed_images(queries))
         same = baseline["same_photo"]
         rows.append(
             {

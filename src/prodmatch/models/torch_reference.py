@@ -12,7 +12,6 @@ from PIL import Image
 
 from prodmatch.models.bundle import TOKENIZER_FILE, Manifest
 from prodmatch.models.embedder import ManifestProperties, l2_normalise
-from prodmatch.models.preprocess import to_tensor
 from prodmatch.models.registry import ModelSpec
 from prodmatch.models.tokenize import TextTokenizer
 from prodmatch.models.torch_towers import build_towers
@@ -31,7 +30,7 @@ class TorchEmbedder(ManifestProperties):
         self.tokenizer = TextTokenizer(tokenizer_file, spec.text)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.embed_pixels(to_tensor(images, self.manifest.image.preprocess))
+        return self.embed_pixels(self.pixels(images))
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -62,6 +63,8 @@ class ImageRow(Base):
 
 class VectorRow(Base):
     __tablename__ = "vectors"
+    # (product, space) is how matching reads vectors back for exact re-scoring
+    __table_args__ = (Index("ix_vectors_product_space", "product_id", "space"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     space: Mapped[str] = mapped_column(String(16), index=True)
