@@ -94,6 +94,17 @@ def test_bad_image_requests_get_a_json_4xx(client: TestClient, request_kwargs: d
     assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
 
 
+def test_truncated_photo_is_refused_and_leaves_no_log_entry(client: TestClient, myntra: Path) -> None:
+    state = client.app.state.prodmatch  # type: ignore[attr-defined]
+    state.query_log.flush()
+    before = len(state.datadir.store.recent_queries(10_000))
+    data = (myntra / "images" / "36310.jpg").read_bytes()
+    response = client.post("/v1/match/image", files={"image": ("cut.jpg", data[: len(data) // 3], "image/jpeg")})
+    assert response.status_code == 400 and "truncated" in response.json()["error"]["message"]
+    state.query_log.flush()
+    assert len(state.datadir.store.recent_queries(10_000)) == before
+
+
 def test_decompression_bomb_is_refused(client: TestClient) -> None:
     import io
 
