@@ -6,20 +6,16 @@ Screenshots of the main states are written to docs/screenshots/.
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
+from tests.api.server import PRODMATCH, running_server
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.browser
@@ -36,12 +32,6 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(
     myntra: Path, base_settings: Settings, offline_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
@@ -54,7 +44,7 @@ def server(
         "PRODMATCH_MODELS_DIR": str(base_settings.models_dir),
         "PRODMATCH_DATA_DIR": str(data_dir),
     }
-    prodmatch = [sys.executable, "-m", "prodmatch"]
+    prodmatch = PRODMATCH
     subprocess.run(
         [
             *prodmatch,
@@ -74,21 +64,8 @@ def server(
         capture_output=True,
         timeout=600,
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [*prodmatch, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    yield base
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=60)
+    with running_server(env) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

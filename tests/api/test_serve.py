@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from prodmatch.models.bundle import Bundle
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.api.server import PRODMATCH, running_server
 
 
 @pytest.mark.slow
 def test_serve_answers_over_http_and_logs_queries(
     shared_data: Path, cli_env: dict[str, str], offline_bundle: Bundle
 ) -> None:
-    prodmatch = [sys.executable, "-m", "prodmatch"]
+    prodmatch = PRODMATCH
     catalog = shared_data / "electronics-small" / "metadata.json"
     subprocess.run(
         [*prodmatch, "ingest", str(catalog), "--model", "offline-effnet-minilm"],
@@ -35,21 +26,7 @@ def test_serve_answers_over_http_and_logs_queries(
         capture_output=True,
         timeout=300,
     )
-    port = free_port()
-    server = subprocess.Popen(
-        [*prodmatch, "serve", "--port", str(port)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server did not become ready")
+    with running_server(cli_env) as base:
         body = httpx.post(f"{base}/v1/match/text", json={"text": "noise cancelling headphones", "top_k": 3}).json()
         assert "Sony" in body["matches"][0]["product"]["name"] and len(body["matches"]) == 3
         photo = (catalog.parent / "images" / "Test_image.jpg").read_bytes()
@@ -57,9 +34,6 @@ def test_serve_answers_over_http_and_logs_queries(
         assert httpx.post(f"{base}/v1/match/image", files=files).status_code == 200
         assert "prodmatch_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/docs").status_code == 200
-    finally:
-        server.send_signal(signal.SIGINT)  # graceful: the lifespan flushes the query log
-        server.wait(timeout=60)
     tail = subprocess.run(
         [*prodmatch, "log", "tail", "--json"], env=cli_env, capture_output=True, text=True, check=True, timeout=120
     )
