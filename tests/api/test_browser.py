@@ -1,10 +1,12 @@
 """The web UI in a real browser: Debian's Chromium driven by Playwright against `prodmatch serve`.
 
-Screenshots of the main states are written to docs/screenshots/.
+Screenshots of the main states go to $PRODMATCH_SCREENSHOTS_DIR when set (`PRODMATCH_SCREENSHOTS_DIR=docs/screenshots`
+refreshes the ones in the repository), else to a temporary folder, so a test run leaves the checkout unchanged.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,11 +18,9 @@ from playwright.sync_api import Browser, Page
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
 from tests.api.server import PRODMATCH, running_server
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = REPO / "docs" / "screenshots"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -36,8 +36,6 @@ CHROMIUM_FLAGS = [
 def server(
     myntra: Path, base_settings: Settings, offline_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    import os
-
     data_dir = tmp_path_factory.mktemp("ui-data")
     env = {
         **os.environ,
@@ -69,6 +67,14 @@ def server(
 
 
 @pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("PRODMATCH_SCREENSHOTS_DIR")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
@@ -90,9 +96,8 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
     context.close()
 
 
-def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "01-empty.png")
+def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path, shots: Path) -> None:
+    page.screenshot(path=shots / "01-empty.png")
     page.set_input_files("#file", str(myntra / "images" / "36310.jpg"))
     page.wait_for_selector("#results .card")
     assert "Match" in page.inner_text("#decision")
@@ -100,10 +105,10 @@ def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path) -> Non
     assert page.locator("#results .score .fill").count() == 12
     assert page.locator("#keywords li").count() > 0
     page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")
-    page.screenshot(path=SCREENSHOTS / "02-photo-match.png", full_page=True)
+    page.screenshot(path=shots / "02-photo-match.png", full_page=True)
 
 
-def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: Page) -> None:
+def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: Page, shots: Path) -> None:
     page.select_option("select[data-facet='Colour']", "Blue")
     page.fill("#text", "boys denim shirt")
     page.press("#text", "Enter")
@@ -114,21 +119,21 @@ def test_text_search_with_a_filter_and_the_detail_view_by_keyboard(page: Page) -
     page.keyboard.press("Enter")
     page.wait_for_selector("dialog[open]")
     assert "Colour" in page.inner_text("#detail-fields")
-    page.screenshot(path=SCREENSHOTS / "03-detail.png")
+    page.screenshot(path=shots / "03-detail.png")
     page.keyboard.press("Escape")
     assert page.locator("dialog[open]").count() == 0
 
 
-def test_a_file_that_is_not_a_photo_shows_an_error(page: Page, tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_photo_shows_an_error(page: Page, tmp_path: Path, shots: Path) -> None:
     bogus = tmp_path / "notes.png"
     bogus.write_bytes(b"this is not a png")
     page.set_input_files("#file", str(bogus))
     page.wait_for_selector("#status.error")
     assert "not a decodable image" in page.inner_text("#status")
-    page.screenshot(path=SCREENSHOTS / "04-error.png")
+    page.screenshot(path=shots / "04-error.png")
 
 
-def test_phone_width_layout(browser: Browser, server: str, myntra: Path) -> None:
+def test_phone_width_layout(browser: Browser, server: str, myntra: Path, shots: Path) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     phone = context.new_page()
     phone.goto(server)
@@ -138,5 +143,5 @@ def test_phone_width_layout(browser: Browser, server: str, myntra: Path) -> None
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways
     phone.wait_for_function("[...document.querySelectorAll('#results img')].slice(0, 4).every(i => i.complete)")
-    phone.screenshot(path=SCREENSHOTS / "05-phone.png")
+    phone.screenshot(path=shots / "05-phone.png")
     context.close()

@@ -60,6 +60,7 @@ function setPhoto(file) {
   }
   state.photo = file;
   const preview = $("#preview");
+  preview.onerror = () => { preview.hidden = true; };  // the browser cannot show it either: no broken icon
   preview.src = URL.createObjectURL(file);
   preview.alt = `Query photo: ${file.name || "pasted image"}`;
   preview.hidden = false;
