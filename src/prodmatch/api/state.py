@@ -69,8 +69,8 @@ class AppState:
             self._model_thread,
             lambda size: self.metrics.batch_size.labels("text").observe(size),
         )
-        self.started_at = time.time()
         self._counts: dict[str, Counter[str]] | None = None
+        self._shares: dict[tuple[str, str], float] | None = None
 
     def facets(self, max_values: int = 40) -> list[dict[str, Any]]:
         """Filterable attribute columns with their values and counts (columns with a few distinct text values)."""
@@ -82,9 +82,11 @@ class AppState:
 
     def value_shares(self) -> dict[tuple[str, str], float]:
         """Share of the catalog holding each (attribute, text value): the baseline for result keywords."""
-        counts = self._value_counts()
-        total = max(1, self.datadir.store.count())
-        return {(key, value): n / total for key, values in counts.items() for value, n in values.items()}
+        if self._shares is None:
+            total = max(1, self.datadir.store.count())
+            counts = self._value_counts()
+            self._shares = {(key, value): n / total for key, values in counts.items() for value, n in values.items()}
+        return self._shares
 
     def _value_counts(self) -> dict[str, Counter[str]]:
         if self._counts is None:
@@ -101,6 +103,7 @@ class AppState:
     def catalog_changed(self) -> None:
         self.service.refresh()
         self._counts = None
+        self._shares = None
 
     async def start(self) -> None:
         self.image_batcher.start()
