@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # Bundles are real exports; they are cached between runs (CI starts empty and exports once).
 MODELS_DIR = Path(os.environ.get("PRODMATCH_TEST_MODELS_DIR", REPO / ".cache" / "test-models"))
+
+
+def myntra_ingest_command(myntra: Path, model: str = "offline-effnet-minilm") -> list[str]:
+    """`prodmatch ingest` of myntra-dev, as a user types it (its columns need naming)."""
+    return [
+        sys.executable,
+        "-m",
+        "prodmatch",
+        "ingest",
+        str(myntra / "catalog.csv"),
+        "--model",
+        model,
+        "--id-col",
+        "ProductId",
+        "--name-col",
+        "ProductTitle",
+        "--image-col",
+        "Image",
+    ]
 
 
 def calibration_photos() -> list[Path]:

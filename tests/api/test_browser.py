@@ -17,7 +17,8 @@ from playwright.sync_api import Browser, Page
 
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
-from tests.api.server import PRODMATCH, running_server
+from tests.api.server import running_server
+from tests.conftest import myntra_ingest_command
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,26 +43,7 @@ def server(
         "PRODMATCH_MODELS_DIR": str(base_settings.models_dir),
         "PRODMATCH_DATA_DIR": str(data_dir),
     }
-    prodmatch = PRODMATCH
-    subprocess.run(
-        [
-            *prodmatch,
-            "ingest",
-            str(myntra / "catalog.csv"),
-            "--model",
-            "offline-effnet-minilm",
-            "--id-col",
-            "ProductId",
-            "--name-col",
-            "ProductTitle",
-            "--image-col",
-            "Image",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    subprocess.run(myntra_ingest_command(myntra), env=env, check=True, capture_output=True, timeout=600)
     with running_server(env) as base:
         yield base
 

@@ -7,7 +7,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from prodmatch.config import Settings
 from prodmatch.errors import ModelMismatchError
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.datadir import DataDir
+from tests.conftest import myntra_ingest_command
 
 MODEL = "offline-effnet-minilm"
 
@@ -164,21 +164,7 @@ def products_in(db: Path) -> int:
 def test_interrupted_ingest_resumes_without_duplicates_or_missing_vectors(
     how: signal.Signals, myntra: Path, settings: Settings, cli_env: dict[str, str], offline_bundle: Bundle
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "prodmatch",
-        "ingest",
-        str(myntra / "catalog.csv"),
-        "--model",
-        MODEL,
-        "--id-col",
-        "ProductId",
-        "--name-col",
-        "ProductTitle",
-        "--image-col",
-        "Image",
-    ]
+    command = myntra_ingest_command(myntra, MODEL)
     process = subprocess.Popen(command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = settings.data_dir / "metadata.db"
     deadline = time.monotonic() + 120

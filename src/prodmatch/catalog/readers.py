@@ -17,7 +17,6 @@ from typing import Any
 
 from prodmatch.errors import CatalogError
 
-FORMATS = ("csv", "jsonl", "json")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
