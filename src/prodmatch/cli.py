@@ -17,6 +17,7 @@ from rich.table import Table
 
 from prodmatch.config import Settings
 from prodmatch.errors import ModelUnavailableError, ProdmatchError
+from prodmatch.stores.availability import unavailable_reason
 
 app = typer.Typer(
     help="Match product photos and descriptions against a catalog.",
@@ -49,9 +50,36 @@ CalibrationOption = Annotated[
 ModelOption = Annotated[str | None, typer.Option("--model", help="registry name or bundle folder")]
 
 
-def settings_for(data_dir: Path | None = None) -> Settings:
-    settings = Settings()
-    return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
+@app.callback()
+def stores(
+    ctx: typer.Context,
+    metadata_url: Annotated[
+        str | None,
+        typer.Option(
+            "--metadata-url",
+            help="sqlite:///PATH | postgresql://USER@HOST/DB | mongodb://HOST/DB [default: $PRODMATCH_METADATA_URL "
+            "or SQLite in the data dir]",
+        ),
+    ] = None,
+    vectors_url: Annotated[
+        str | None,
+        typer.Option(
+            "--vectors-url",
+            help="faiss:///DIR | pgvector://USER@HOST/DB | qdrant://HOST:6333 | qdrant+local:///DIR "
+            "[default: $PRODMATCH_VECTORS_URL or FAISS in the data dir]",
+        ),
+    ] = None,
+) -> None:
+    """Where the catalog lives, for every command (flags win over the environment)."""
+    ctx.obj = {key: value for key, value in (("metadata_url", metadata_url), ("vectors_url", vectors_url)) if value}
+
+
+def settings_for(ctx: typer.Context, data_dir: Path | None = None) -> Settings:
+    """Settings from the environment, with the command line's data dir and store URLs on top."""
+    overrides = dict(ctx.find_root().obj or {})
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    return Settings().model_copy(update=overrides)
 
 
 def photos_in(folder: Path | None) -> list[Path]:
@@ -89,6 +117,7 @@ def progress_bar(label: str) -> Iterator[Any]:
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="CSV, JSONL or JSON-array catalog")],
     data_dir: DataDirOption = None,
     model: ModelOption = None,
@@ -105,7 +134,7 @@ def ingest(
     from prodmatch.matching.service import MatchService
     from prodmatch.stores.datadir import DataDir
 
-    settings = settings_for(data_dir)
+    settings = settings_for(ctx, data_dir)
     datadir = DataDir.open(settings, model=model, create=True, announce=lambda m: err.print(f"[cyan]{m}"))
     columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
     try:
@@ -140,13 +169,13 @@ def describe_calibrations(calibrations: dict[str, Any]) -> str:
 
 
 @app.command()
-def calibrate(data_dir: DataDirOption = None) -> None:
+def calibrate(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
     """Re-fit the match / no-match decision on the catalog (ingest does this after changes)."""
     from prodmatch.eval.calibrate import calibrate_decisions
     from prodmatch.matching.service import MatchService
     from prodmatch.stores.datadir import DataDir
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         out.print(describe_calibrations(calibrate_decisions(MatchService(datadir))))
     finally:
@@ -155,6 +184,7 @@ def calibrate(data_dir: DataDirOption = None) -> None:
 
 @app.command()
 def match(
+    ctx: typer.Context,
     image: Annotated[Path | None, typer.Option("--image", help="query photo")] = None,
     text: Annotated[str | None, typer.Option("--text", help="query description")] = None,
     data_dir: DataDirOption = None,
@@ -169,7 +199,7 @@ def match(
 
     if (image is None) == (text is None):
         raise typer.BadParameter("give exactly one of --image or --text")
-    settings = settings_for(data_dir)
+    settings = settings_for(ctx, data_dir)
     parsed = parse_filters(filters)
     datadir = DataDir.open(settings)
     try:
@@ -199,11 +229,11 @@ def match(
 
 
 @app.command()
-def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+def stats(ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Counts, model, index types, duplicate listings and sizes on disk."""
     from prodmatch.stores.datadir import DataDir
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         summary = {
             "data_dir": str(datadir.path),
@@ -228,6 +258,7 @@ def stats(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
 
 @products_app.command("list")
 def products_list(
+    ctx: typer.Context,
     data_dir: DataDirOption = None,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
@@ -238,7 +269,7 @@ def products_list(
     from prodmatch.stores.datadir import DataDir
     from prodmatch.stores.filters import check_keys, parse_filters
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         parsed = parse_filters(filters)
         check_keys(parsed, datadir.store.attribute_keys())
@@ -258,12 +289,12 @@ def products_list(
 
 
 @products_app.command("show")
-def products_show(product_id: str, data_dir: DataDirOption = None) -> None:
+def products_show(ctx: typer.Context, product_id: str, data_dir: DataDirOption = None) -> None:
     """Show one product as JSON."""
     from prodmatch.errors import NotFoundError
     from prodmatch.stores.datadir import DataDir
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         found = datadir.store.get([product_id]).get(product_id)
     finally:
@@ -274,12 +305,12 @@ def products_show(product_id: str, data_dir: DataDirOption = None) -> None:
 
 
 @products_app.command("delete")
-def products_delete(product_id: str, data_dir: DataDirOption = None) -> None:
+def products_delete(ctx: typer.Context, product_id: str, data_dir: DataDirOption = None) -> None:
     """Delete one product and its vectors."""
     from prodmatch.errors import NotFoundError
     from prodmatch.stores.datadir import DataDir
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         if not datadir.store.get([product_id]):
             raise NotFoundError(f"no product with id {product_id!r}")
@@ -338,6 +369,7 @@ def evaluate(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     data_dir: DataDirOption = None,
     host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
@@ -352,8 +384,13 @@ def serve(
         raise ModelUnavailableError(hint) from exc
     from prodmatch.stores.datadir import DataDir
 
-    settings = settings_for(data_dir)
-    DataDir.open(settings).close()  # a missing data dir is a clear error now, not a failed startup later
+    settings = settings_for(ctx, data_dir)
+    try:
+        DataDir.open(settings).close()  # a missing data dir is a clear error now, not a failed startup later
+    except Exception as exc:
+        if (reason := unavailable_reason(exc)) is None:
+            raise
+        err.print(f"[yellow]warning:[/] {reason}; serving anyway, /ready answers 503 until it is reachable")
     uvicorn.run(
         create_app(settings), host=host or settings.serve.host, port=port or settings.serve.port, log_level="info"
     )
@@ -365,6 +402,7 @@ app.add_typer(log_app, name="log")
 
 @log_app.command("tail")
 def log_tail(
+    ctx: typer.Context,
     data_dir: DataDirOption = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=10_000)] = 20,
     as_json: JsonOption = False,
@@ -374,7 +412,7 @@ def log_tail(
 
     from prodmatch.stores.datadir import DataDir
 
-    datadir = DataDir.open(settings_for(data_dir))
+    datadir = DataDir.open(settings_for(ctx, data_dir))
     try:
         entries = datadir.store.recent_queries(lines)
     finally:
@@ -594,6 +632,11 @@ def main() -> None:
         app(standalone_mode=False)
     except ProdmatchError as exc:
         err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except Exception as exc:
+        if (reason := unavailable_reason(exc)) is None:
+            raise
+        err.print(f"[red]error:[/] {reason}; start it (or fix PRODMATCH_METADATA_URL / PRODMATCH_VECTORS_URL)")
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: what was written is consistent; run the same command again to resume")

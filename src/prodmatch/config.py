@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRODMATCH_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Path("prodmatch-data")
+    # Where the catalog lives (README, "Databases"). Unset: SQLite and FAISS files inside data_dir.
+    # metadata_url: sqlite:///PATH | postgresql://USER@HOST:PORT/DB | mongodb://HOST:PORT/DB
+    # vectors_url: faiss:///DIR | pgvector://USER@HOST:PORT/DB | qdrant://HOST:6333 | qdrant+local:///DIR
+    metadata_url: str | None = None
+    vectors_url: str | None = None
     models_dir: Path = Field(default_factory=_default_models_dir)
     # Where CLIP weights come from: a Hugging Face hub id (uses the hub cache) or a local folder.
     clip_weights: str = "openai/clip-vit-base-patch32"
@@ -77,3 +82,9 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     matching: MatchingSettings = MatchingSettings()
     serve: ServeSettings = ServeSettings()
+
+    def resolved_metadata_url(self) -> str:
+        return self.metadata_url or f"sqlite:///{Path(self.data_dir) / 'metadata.db'}"
+
+    def resolved_vectors_url(self) -> str:
+        return self.vectors_url or f"faiss://{Path(self.data_dir).resolve()}"

@@ -35,3 +35,11 @@ class InvalidQueryError(ProdmatchError, ValueError):
 
 class NotFoundError(ProdmatchError, KeyError):
     """A product id or data dir does not exist."""
+
+
+class StoreUnavailableError(ProdmatchError):
+    """A database the catalog lives in cannot be reached now (down, restarting, refusing connections)."""
+
+
+class StoreConfigError(ProdmatchError):
+    """A store URL is malformed, names an unknown scheme, or needs a driver that is not installed."""

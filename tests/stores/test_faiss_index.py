@@ -9,6 +9,7 @@ import pytest
 
 from prodmatch.config import IndexSettings
 from prodmatch.stores.faiss_index import FaissIndex
+from prodmatch.stores.protocols import SearchScope
 
 DIMS = 16
 
@@ -53,7 +54,7 @@ def test_search_finds_the_exact_neighbours(tmp_path: Path, kind: str) -> None:
 def test_filtered_search_returns_k_whenever_k_pass(tmp_path: Path, kind: str) -> None:
     index, vectors = filled(tmp_path / "i.faiss", 2000, kind=kind)
     allowed = np.arange(100, 2100, 97)  # 21 scattered vectors: too sparse for a plain HNSW walk
-    _scores, ids = index.search(vectors[0], 10, allowed)
+    _scores, ids = index.search(vectors[0], 10, SearchScope.of_ids(allowed))
     assert len(set(ids[0].tolist())) == 10 and set(ids[0].tolist()) <= set(allowed.tolist())
     exact = allowed[np.argsort(-(vectors[allowed - 100] @ vectors[0]))[:10]]
     assert ids[0].tolist() == exact.tolist()
@@ -92,11 +93,11 @@ def test_empty_index_and_empty_filter_return_no_hits(tmp_path: Path) -> None:
     index = FaissIndex(tmp_path / "i.faiss", DIMS, IndexSettings())
     assert (index.search(unit_vectors(1), 5)[1] == -1).all()
     index.add(np.arange(3), unit_vectors(3))
-    assert (index.search(unit_vectors(1), 5, np.array([], dtype=np.int64))[1] == -1).all()
+    assert (index.search(unit_vectors(1), 5, SearchScope.of_ids(np.array([], dtype=np.int64)))[1] == -1).all()
 
 
 def test_wide_filters_walk_the_graph_and_still_return_k(tmp_path: Path) -> None:
     index, vectors = filled(tmp_path / "i.faiss", 2000, kind="hnsw", exact_threshold=5)
     allowed = np.arange(100, 2100, 7)  # ~286 vectors, above the exact threshold: the graph walk is used
-    _, ids = index.search(vectors[0], 10, allowed)
+    _, ids = index.search(vectors[0], 10, SearchScope.of_ids(allowed))
     assert len(set(ids[0].tolist())) == 10 and set(ids[0].tolist()) <= set(allowed.tolist())

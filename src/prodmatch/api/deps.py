@@ -11,8 +11,16 @@ from prodmatch.matching.service import MAX_TOP_K
 from prodmatch.stores.filters import Filter, parse_filters
 
 
-def get_state(request: Request) -> AppState:
+def get_raw_state(request: Request) -> AppState:
+    """The app state, whether or not its catalog could be opened (for /ready and /metrics)."""
     state: AppState = request.app.state.prodmatch
+    return state
+
+
+async def get_state(request: Request) -> AppState:
+    """The app state with its catalog open; 503 (StoreUnavailableError) while a store is unreachable."""
+    state = get_raw_state(request)
+    await state.ensure_open()
     return state
 
 
@@ -23,5 +31,6 @@ def get_filters(
 
 
 State = Annotated[AppState, Depends(get_state)]
+RawState = Annotated[AppState, Depends(get_raw_state)]
 Filters = Annotated[list[Filter], Depends(get_filters)]
 TopK = Annotated[int, Query(ge=1, le=MAX_TOP_K, description="number of products")]

@@ -17,7 +17,9 @@ from prodmatch.errors import (
     ModelUnavailableError,
     NotFoundError,
     ProdmatchError,
+    StoreUnavailableError,
 )
+from prodmatch.stores.availability import unavailable_reason
 
 _STATUS = [
     (NotFoundError, 404, "not_found"),
@@ -26,6 +28,7 @@ _STATUS = [
     (FilterError, 400, "invalid_filter"),
     (InvalidQueryError, 400, "invalid_query"),
     (ModelUnavailableError, 503, "model_unavailable"),
+    (StoreUnavailableError, 503, "store_unavailable"),
     (ProdmatchError, 400, "bad_request"),
 ]
 
@@ -39,7 +42,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def prodmatch_error(_request: Request, exc: ProdmatchError) -> JSONResponse:
         status, code = next((s, c) for kind, s, c in _STATUS if isinstance(exc, kind))
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        return JSONResponse(error_body(code, message), status_code=status)
+        retry = {"Retry-After": "1"} if isinstance(exc, StoreUnavailableError) else None
+        return JSONResponse(error_body(code, message), status_code=status, headers=retry)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        """A database that went away mid-request is a 503 the client may retry; anything else is our bug (the
+        server logs it; the client gets a 500 without internals)."""
+        if (reason := unavailable_reason(exc)) is not None:
+            return JSONResponse(error_body("store_unavailable", reason), status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

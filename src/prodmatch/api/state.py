@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -16,11 +17,12 @@ import numpy as np
 
 from prodmatch.api.metrics import Metrics
 from prodmatch.config import Settings
-from prodmatch.errors import InvalidTextError
+from prodmatch.errors import InvalidTextError, StoreUnavailableError
 from prodmatch.matching.batcher import MicroBatcher
 from prodmatch.matching.cache import EmbeddingCache, image_key, text_key
 from prodmatch.matching.query_log import QueryLog
 from prodmatch.matching.service import MatchResult, MatchService
+from prodmatch.stores.availability import unavailable_reason
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import Filter
 from prodmatch.stores.records import QueryLogEntry
@@ -35,6 +37,20 @@ class Query:
     image_weight: float = 0.5
 
 
+OPEN_RETRY_S = 1.0
+
+
+@dataclass
+class OpenCatalog:
+    """What exists once the catalog's stores have been reached."""
+
+    datadir: DataDir
+    service: MatchService
+    query_log: QueryLog
+    image_batcher: MicroBatcher[np.ndarray]
+    text_batcher: MicroBatcher[str]
+
+
 class AppState:
     """The data dir, the matching service, micro-batchers, the embedding cache, the query log and metrics.
 
@@ -45,32 +61,104 @@ class AppState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.datadir = DataDir.open(settings)
-        self.service = MatchService(self.datadir)
-        self.service.warm()
         self.cache = EmbeddingCache(settings.serve.cache_entries)
-        self.query_log = QueryLog(self.datadir.store)
         self.catalog_lock = threading.Lock()
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
-        embedder = self.datadir.embedder()
-        serve = settings.serve
-        self.image_batcher: MicroBatcher[np.ndarray] = MicroBatcher(
-            lambda pixels: embedder.embed_pixels(np.concatenate(pixels)),
-            serve.batch_size,
-            serve.batch_wait_ms,
-            self._model_thread,
-            lambda size: self.metrics.batch_size.labels("image").observe(size),
-        )
-        self.text_batcher: MicroBatcher[str] = MicroBatcher(
-            embedder.embed_texts,
-            serve.batch_size,
-            serve.batch_wait_ms,
-            self._model_thread,
-            lambda size: self.metrics.batch_size.labels("text").observe(size),
-        )
+        self._catalog: OpenCatalog | None = None
+        self._opening = asyncio.Lock()
+        self._open_error: str | None = None
+        self._open_tried_at = -float("inf")
         self._counts: dict[str, Counter[str]] | None = None
         self._shares: dict[tuple[str, str], float] | None = None
+
+    async def ensure_open(self) -> None:
+        """Open the catalog (stores, model, batchers) if it is not open yet.
+
+        A store that is down at start-up leaves the app running and unready; each later request retries (at
+        most once per OPEN_RETRY_S, failing fast in between) until the store is back."""
+        if self._catalog is not None:
+            return
+        async with self._opening:
+            if self._catalog is not None:
+                return
+            if time.monotonic() - self._open_tried_at < OPEN_RETRY_S and self._open_error:
+                raise StoreUnavailableError(self._open_error)
+            self._open_tried_at = time.monotonic()
+            try:
+                datadir = await self.run(self._open_datadir)
+            except Exception as exc:
+                if (reason := unavailable_reason(exc)) is None:
+                    raise
+                self._open_error = reason
+                raise StoreUnavailableError(reason) from exc
+            self._catalog = self._start_catalog(datadir)
+            self._open_error = None
+
+    def _open_datadir(self) -> DataDir:
+        datadir = DataDir.open(self.settings)
+        try:
+            MatchService(datadir).warm()  # model loaded, indexes opened and checked, before the first query
+        except BaseException:
+            datadir.close()
+            raise
+        return datadir
+
+    def _start_catalog(self, datadir: DataDir) -> OpenCatalog:
+        embedder = datadir.embedder()
+        serve = self.settings.serve
+        catalog = OpenCatalog(
+            datadir,
+            MatchService(datadir),
+            QueryLog(datadir.store),
+            MicroBatcher(
+                lambda pixels: embedder.embed_pixels(np.concatenate(pixels)),
+                serve.batch_size,
+                serve.batch_wait_ms,
+                self._model_thread,
+                lambda size: self.metrics.batch_size.labels("image").observe(size),
+            ),
+            MicroBatcher(
+                embedder.embed_texts,
+                serve.batch_size,
+                serve.batch_wait_ms,
+                self._model_thread,
+                lambda size: self.metrics.batch_size.labels("text").observe(size),
+            ),
+        )
+        catalog.image_batcher.start()
+        catalog.text_batcher.start()
+        catalog.query_log.start()
+        return catalog
+
+    def _opened(self) -> OpenCatalog:
+        if self._catalog is None:
+            raise StoreUnavailableError(self._open_error or "the catalog is not open yet")
+        return self._catalog
+
+    @property
+    def is_open(self) -> bool:
+        return self._catalog is not None
+
+    @property
+    def datadir(self) -> DataDir:
+        return self._opened().datadir
+
+    @property
+    def service(self) -> MatchService:
+        return self._opened().service
+
+    @property
+    def query_log(self) -> QueryLog:
+        return self._opened().query_log
+
+    @property
+    def image_batcher(self) -> MicroBatcher[np.ndarray]:
+        return self._opened().image_batcher
+
+    @property
+    def text_batcher(self) -> MicroBatcher[str]:
+        return self._opened().text_batcher
 
     def facets(self, max_values: int = 40) -> list[dict[str, Any]]:
         """Filterable attribute columns with their values and counts (columns with a few distinct text values)."""
@@ -106,23 +194,30 @@ class AppState:
         self._shares = None
 
     async def start(self) -> None:
-        self.image_batcher.start()
-        self.text_batcher.start()
-        self.query_log.start()
+        """Open the catalog now if its stores are up; if not, the app starts unready and keeps trying."""
+        with contextlib.suppress(StoreUnavailableError):
+            await self.ensure_open()
 
     async def stop(self) -> None:
-        await self.image_batcher.stop()
-        await self.text_batcher.stop()
-        self.query_log.stop()
-        with self.catalog_lock:
-            self.datadir.save()
-        self.datadir.close()
+        if (catalog := self._catalog) is not None:
+            await catalog.image_batcher.stop()
+            await catalog.text_batcher.stop()
+            catalog.query_log.stop()
+            with self.catalog_lock:
+                catalog.datadir.save()
+            catalog.datadir.close()
         self._model_thread.shutdown(wait=False)
         self._work_threads.shutdown(wait=False)
 
     async def run(self, function: Any, *args: Any) -> Any:
-        """FUNCTION(*ARGS) on a worker thread (decoding, searching, writing)."""
-        return await asyncio.get_running_loop().run_in_executor(self._work_threads, function, *args)
+        """FUNCTION(*ARGS) on a worker thread (decoding, searching, writing); an unreachable store becomes
+        StoreUnavailableError (503)."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._work_threads, function, *args)
+        except Exception as exc:
+            if (reason := unavailable_reason(exc)) is None:
+                raise
+            raise StoreUnavailableError(reason) from exc
 
     async def embed_image(self, data: bytes) -> np.ndarray:
         key = image_key(data)
@@ -155,7 +250,7 @@ class AppState:
 
     async def match(self, query: Query, top_k: int, filters: Sequence[Filter]) -> MatchResult:
         started = time.perf_counter()
-        self.service.check_query(top_k, filters)
+        await self.run(self.service.check_query, top_k, filters)
         image = await self.embed_image(query.image) if query.image is not None else None
         text = await self.embed_text(query.text) if query.text is not None else None
         result: MatchResult = await self.run(self._search, image, text, top_k, filters, query.image_weight, started)

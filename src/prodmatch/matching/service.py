@@ -13,6 +13,7 @@ a product with no image (or no text) keeps the one score it has.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from prodmatch.matching.decision import DECISION_KEY, Calibration, Decision, dec
 from prodmatch.models.preprocess import draft_side, open_image
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import Filter, check_keys
+from prodmatch.stores.protocols import SearchScope
 
 MAX_TOP_K = 1000
 DECISION_DEPTH = 10  # products searched at least, so the decision sees the runner-up
@@ -153,15 +155,18 @@ class MatchService:
     def search_space(self, space: str, query: np.ndarray, top_k: int, filters: Sequence[Filter]) -> dict[str, float]:
         """Best score per product in SPACE for up to TOP_K products passing FILTERS (filters run in the search)."""
         index = self.datadir.index(space)
-        allowed = self.datadir.store.vector_ids(space, filters) if filters else None
-        available = len(index) if allowed is None else len(allowed)
-        fetch = min(available, top_k * 2)
+        scope = None
+        if filters:
+            store = self.datadir.store
+            scope = SearchScope(filters, functools.cache(lambda: store.vector_ids(space, filters)))
+        fetch, size = top_k * 2, len(index)
         while True:
-            scores, ids = index.search(query, fetch, allowed)
+            scores, ids = index.search(query, fetch, scope)
             best = self._best_per_product(scores[0], ids[0])
-            if len(best) >= top_k or fetch >= available:
+            exhausted = int((ids[0] >= 0).sum()) < fetch  # the index had no more vectors in scope
+            if len(best) >= top_k or exhausted or fetch >= size:
                 return best
-            fetch = min(available, fetch * 4)  # many images per product: widen until TOP_K distinct products
+            fetch = min(size, fetch * 4)  # many images per product: widen until TOP_K distinct products
 
     def _best_per_product(self, scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
         valid = ids >= 0

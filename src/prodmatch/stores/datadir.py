@@ -74,13 +74,17 @@ class DataDir:
         create: bool = False,
         announce: Callable[[str], None] = lambda _message: None,
     ) -> DataDir:
-        """Open settings.data_dir. With CREATE, a new one is set up for MODEL (or the default model)."""
+        """Open the catalog of settings.data_dir (and its store URLs). With CREATE, a new one is set up for
+        MODEL (or the default model)."""
         path = Path(settings.data_dir)
-        if not (path / METADATA_FILE).exists() and not create:
-            raise NotFoundError(f"no catalog in {path}; run `prodmatch ingest CATALOG --data-dir {path}` first")
+        if settings.metadata_url is None and not (path / METADATA_FILE).exists() and not create:
+            raise NotFoundError(_no_catalog(path))
         path.mkdir(parents=True, exist_ok=True)
-        store = open_metadata_store(f"sqlite:///{path / METADATA_FILE}")
+        store = open_metadata_store(settings.resolved_metadata_url())
         saved = store.get_meta(MODEL_KEY)
+        if saved is None and not create:
+            store.close()
+            raise NotFoundError(_no_catalog(path))
         if saved is not None:
             record = ModelRecord.model_validate(saved)
             if model is not None:
@@ -97,7 +101,7 @@ class DataDir:
         """The index for SPACE, checked against the stored vectors (and repaired) when first opened."""
         if space not in self._indexes:
             index = open_vector_index(
-                "faiss", self.path / f"vectors-{space}.faiss", self.record.spaces[space], self.settings.index
+                self.settings.resolved_vectors_url(), space, self.record.spaces[space], self.settings.index
             )
             self._reconcile(space, index)
             self._indexes[space] = index
@@ -109,8 +113,8 @@ class DataDir:
         if not len(missing) and not len(extra):
             return
         index.remove(extra.tolist())
-        for batch_ids, batch_vectors in self.store.iter_vectors(space, missing):
-            index.add(batch_ids, batch_vectors)
+        for batch_ids, batch_vectors, labels in self.store.iter_vectors(space, missing):
+            index.add(batch_ids, batch_vectors, labels)
         index.save()
         self.repairs.append(RepairReport(space=space, added=len(missing), removed=len(extra)))
 
@@ -156,13 +160,17 @@ class DataDir:
         for space, removed in changes.removed.items():
             self.index(space).remove(removed)
         for space, (added, vectors) in changes.added.items():
-            self.index(space).add(added, vectors)
+            self.index(space).add(added, vectors, [changes.labels[int(i)] for i in added])
+        for space, kept in changes.relabelled.items():
+            self.index(space).relabel(kept, [changes.labels[i] for i in kept])
 
     def save(self) -> None:
         for index in self._indexes.values():
             index.save()
 
     def close(self) -> None:
+        for index in self._indexes.values():
+            index.close()
         self.store.close()
 
     def thumbnail_path(self, sha256: str) -> Path:
@@ -183,6 +191,10 @@ class DataDir:
 
     def disk_usage(self) -> dict[str, int]:
         return {item.name: item.stat().st_size for item in sorted(self.path.iterdir()) if item.is_file()}
+
+
+def _no_catalog(path: Path) -> str:
+    return f"no catalog in {path} (or its metadata store); run `prodmatch ingest CATALOG --data-dir {path}` first"
 
 
 def _refuse_other_model(record: ModelRecord, model: str, path: Path) -> None:

@@ -20,6 +20,8 @@ import faiss
 import numpy as np
 
 from prodmatch.config import IndexSettings
+from prodmatch.stores.protocols import SearchScope
+from prodmatch.stores.records import VectorLabel
 
 _COMPACT_RATIO = 0.2
 _INDEX_KINDS = ("auto", "flat", "hnsw")
@@ -54,7 +56,8 @@ class FaissIndex:
             return stored
         return stored[~np.isin(stored, np.fromiter(self._tombstones, dtype=np.int64))]
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[VectorLabel] = ()) -> None:
+        """Add vectors; FAISS keeps no labels (filters reach it as allowed ids)."""
         if len(ids) == 0:
             return
         self._tombstones.difference_update(int(i) for i in ids)
@@ -62,6 +65,12 @@ class FaissIndex:
         self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
         if self.kind != self._wanted_kind(len(self)):
             self._rebuild(self._wanted_kind(len(self)))
+
+    def relabel(self, ids: Sequence[int], labels: Sequence[VectorLabel]) -> None:
+        """Nothing to do: FAISS keeps no labels."""
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in memory and is written by save()."""
 
     def remove(self, ids: Sequence[int]) -> None:
         if not len(ids):
@@ -74,8 +83,9 @@ class FaissIndex:
         if len(self._tombstones) > _COMPACT_RATIO * max(self._index.ntotal, 1):
             self._rebuild(self._wanted_kind(len(self)))
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, k); missing slots have id -1. ALLOWED restricts the candidates."""
+    def search(self, queries: np.ndarray, k: int, scope: SearchScope | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k); missing slots have id -1. SCOPE restricts the candidates."""
+        allowed = None if scope is None else scope.allowed_ids()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, len(self) if allowed is None else len(allowed)))
         if len(self) == 0 or (allowed is not None and len(allowed) == 0):

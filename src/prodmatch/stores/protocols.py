@@ -1,14 +1,34 @@
-"""The two store seams. Implementations: sql.SqlMetadataStore, faiss_index.FaissIndex."""
+"""The two store seams.
+
+MetadataStore: sql.SqlMetadataStore (SQLite, PostgreSQL), mongo.MongoMetadataStore.
+VectorIndex: faiss_index.FaissIndex, pgvector_index.PgVectorIndex, qdrant_index.QdrantIndex.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import Product, ProductUpsert, QueryLogEntry, VectorChanges
+from prodmatch.stores.records import Product, ProductUpsert, QueryLogEntry, VectorChanges, VectorLabel
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """The vectors a filtered search may return.
+
+    Indexes that keep labels evaluate FILTERS inside their own search; the others ask ALLOWED_IDS, the
+    metadata store's answer for the same filters, only when they need it."""
+
+    filters: Sequence[Filter]
+    allowed_ids: Callable[[], np.ndarray]
+
+    @classmethod
+    def of_ids(cls, ids: np.ndarray) -> SearchScope:
+        return cls((), lambda: ids)
 
 
 class MetadataStore(Protocol):
@@ -40,7 +60,7 @@ class MetadataStore(Protocol):
 
     def iter_vectors(
         self, space: str, ids: np.ndarray, batch: int = 4096
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[VectorLabel]]]: ...
 
     def link_near_duplicates(self, pairs: Sequence[tuple[int, int]], max_difference: float) -> int: ...
 
@@ -63,12 +83,16 @@ class VectorIndex(Protocol):
 
     def ids(self) -> np.ndarray: ...
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def add(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[VectorLabel]) -> None: ...
+
+    def relabel(self, ids: Sequence[int], labels: Sequence[VectorLabel]) -> None: ...
 
     def remove(self, ids: Sequence[int]) -> None: ...
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, scope: SearchScope | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def save(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -52,16 +52,32 @@ class ProductUpsert:
     vectors: list[SpaceVectors] | None
 
 
+@dataclass(frozen=True)
+class VectorLabel:
+    """What a vector index may keep beside a vector so it can filter inside the search: its product and
+    the product's searchable attributes (filters.searchable)."""
+
+    product_id: str
+    search: dict[str, dict[str, JsonValue]]
+
+
 @dataclass
 class VectorChanges:
-    """What an upsert or delete did to the vector table, for the indexes to follow."""
+    """What an upsert or delete did to the vector table, for the indexes to follow.
+
+    labels: the label of every added vector and of every kept vector whose product changed (relabelled)."""
 
     removed: dict[str, list[int]] = field(default_factory=dict)
     added: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    relabelled: dict[str, list[int]] = field(default_factory=dict)
+    labels: dict[int, VectorLabel] = field(default_factory=dict)
 
     def merge(self, other: VectorChanges) -> None:
         for space, removed in other.removed.items():
             self.removed.setdefault(space, []).extend(removed)
+        for space, kept in other.relabelled.items():
+            self.relabelled.setdefault(space, []).extend(kept)
+        self.labels.update(other.labels)
         for space, (added, vectors) in other.added.items():
             if space in self.added:
                 old_ids, old_vectors = self.added[space]

@@ -1,4 +1,7 @@
-"""MetadataStore on SQLAlchemy 2: SQLite by default; the same code serves PostgreSQL."""
+"""MetadataStore on SQLAlchemy 2: SQLite by default; the same code serves PostgreSQL.
+
+The schema is owned by the Alembic migrations in prodmatch/stores/migrations: opening a store upgrades its
+database to the newest revision, so an existing deployment (or data dir) follows the code."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
-    ColumnElement,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -25,13 +28,19 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import ImageRef, Product, ProductUpsert, QueryLogEntry, VectorChanges
+from prodmatch.stores.common import chunks, merge_groups, same_photo, stack_vectors
+from prodmatch.stores.filters import Filter, searchable
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, QueryLogEntry, VectorChanges, VectorLabel
+from prodmatch.stores.sql_filters import filter_condition
 
 _IN_CHUNK = 900  # SQLite's default limit on bound parameters is 999
+JSON_DOCUMENT = JSON().with_variant(JSONB(), "postgresql")  # JSONB: indexable (GIN) and compared by value
+# 64-bit ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the auto-incrementing rowid (64-bit anyway)
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -43,7 +52,9 @@ class ProductRow(Base):
     id: Mapped[str] = mapped_column(String, primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text, default="")
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON_DOCUMENT, default=dict)
+    # filters.searchable(attributes): what filters run on (a GIN index on PostgreSQL, made by the migration)
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSON_DOCUMENT, default=dict, nullable=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     embed_hash: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -65,7 +76,7 @@ class VectorRow(Base):
     __tablename__ = "vectors"
     # (product, space) is how matching reads vectors back for exact re-scoring
     __table_args__ = (Index("ix_vectors_product_space", "product_id", "space"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     space: Mapped[str] = mapped_column(String(16), index=True)
     image_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -84,12 +95,12 @@ class QueryLogRow(Base):
     """One answered match request."""
 
     __tablename__ = "query_log"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     modality: Mapped[str] = mapped_column(String(16))
     query_hash: Mapped[str] = mapped_column(String(80))
-    top_ids: Mapped[list[str]] = mapped_column(JSON)
-    top_scores: Mapped[list[float]] = mapped_column(JSON)
+    top_ids: Mapped[list[str]] = mapped_column(JSON_DOCUMENT)
+    top_scores: Mapped[list[float]] = mapped_column(JSON_DOCUMENT)
     took_ms: Mapped[float]
     is_match: Mapped[bool | None]
     confidence: Mapped[float | None]
@@ -98,7 +109,7 @@ class QueryLogRow(Base):
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String, primary_key=True)
-    value: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[Any] = mapped_column(JSON_DOCUMENT)
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -110,40 +121,36 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://... means psycopg 3 (SQLAlchemy's default PostgreSQL driver is psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url)
+    # pre-ping: a connection the server dropped (restart, failover) is replaced instead of failing a request
+    engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _enable_sqlite_pragmas)
     return engine
-
-
-def attribute_condition(item: Filter) -> ColumnElement[bool]:
-    """SQL for one filter on the JSON attributes column; strings compare case-insensitively."""
-    field = ProductRow.attributes[item.key]
-    number = item.number
-    if item.op in ("=", "!="):
-        same = func.lower(field.as_string()) == item.value.lower()
-        if number is not None:
-            same = or_(same, field.as_float() == number)
-        return same if item.op == "=" else ~same
-    value = field.as_float()
-    compare: dict[str, ColumnElement[bool]] = {
-        ">=": value >= number,
-        "<=": value <= number,
-        ">": value > number,
-        "<": value < number,
-    }
-    return compare[item.op]
 
 
 class SqlMetadataStore:
     """Products, images, vectors and settings in one SQL database; each upsert batch is one transaction."""
 
     def __init__(self, url: str) -> None:
+        from prodmatch.stores.migrations import upgrade
+
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._dialect = self.engine.dialect.name
+
+    def _conditions(self, filters: Sequence[Filter]) -> list[Any]:
+        return [filter_condition(ProductRow.search, item, self._dialect) for item in filters]
 
     def close(self) -> None:
         self.engine.dispose()
@@ -161,7 +168,7 @@ class SqlMetadataStore:
         """(content hash, embed hash) of the stored products among IDS."""
         found: dict[str, tuple[str, str]] = {}
         with self._session() as session:
-            for chunk in _chunks(list(ids)):
+            for chunk in chunks(list(ids), _IN_CHUNK):
                 query = select(ProductRow.id, ProductRow.content_hash, ProductRow.embed_hash)
                 rows = session.execute(query.where(ProductRow.id.in_(chunk)))
                 found.update({row.id: (row.content_hash, row.embed_hash) for row in rows})
@@ -178,11 +185,17 @@ class SqlMetadataStore:
 
     def _replace(self, session: Session, item: ProductUpsert) -> VectorChanges:
         product = item.product
+        label = VectorLabel(product.id, searchable(product.attributes))
         keep_vectors = item.vectors is None
-        changes = VectorChanges() if keep_vectors else VectorChanges(removed=self._drop_vectors(session, [product.id]))
+        changes = (
+            self._relabel_vectors(session, product.id, label)
+            if keep_vectors
+            else VectorChanges(removed=self._drop_vectors(session, [product.id]))
+        )
         row = session.get(ProductRow, product.id) or ProductRow(id=product.id)
         known_signatures = {image.sha256: image.signature for image in row.images or []}
         row.name, row.text, row.attributes = product.name, product.text, product.attributes
+        row.search = label.search
         row.content_hash, row.embed_hash = product.content_hash, product.embed_hash
         row.updated_at = datetime.now(UTC)
         row.images = [
@@ -208,7 +221,16 @@ class SqlMetadataStore:
             session.add_all(new_rows)
             session.flush()
             ids = np.array([r.id for r in new_rows], dtype=np.int64)
-            changes.merge(VectorChanges(added={space_vectors.space: (ids, space_vectors.vectors)}))
+            labels = dict.fromkeys(ids.tolist(), label)
+            changes.merge(VectorChanges(added={space_vectors.space: (ids, space_vectors.vectors)}, labels=labels))
+        return changes
+
+    def _relabel_vectors(self, session: Session, product_id: str, label: VectorLabel) -> VectorChanges:
+        """The kept vectors of a product whose metadata changed: indexes that filter by label must follow."""
+        changes = VectorChanges()
+        for row in session.execute(select(VectorRow.id, VectorRow.space).where(VectorRow.product_id == product_id)):
+            changes.relabelled.setdefault(row.space, []).append(row.id)
+            changes.labels[row.id] = label
         return changes
 
     def _drop_vectors(self, session: Session, product_ids: list[str]) -> dict[str, list[int]]:
@@ -234,18 +256,18 @@ class SqlMetadataStore:
     def get(self, ids: Sequence[str]) -> dict[str, Product]:
         found: dict[str, Product] = {}
         with self._session() as session:
-            for chunk in _chunks(list(ids)):
+            for chunk in chunks(list(ids), _IN_CHUNK):
                 rows = session.scalars(select(ProductRow).where(ProductRow.id.in_(chunk)))
                 found.update({row.id: _to_product(row) for row in rows})
         return found
 
     def page(self, offset: int, limit: int, filters: Sequence[Filter] = ()) -> list[Product]:
-        query = select(ProductRow).where(*map(attribute_condition, filters)).order_by(ProductRow.id)
+        query = select(ProductRow).where(*self._conditions(filters)).order_by(ProductRow.id)
         with self._session() as session:
             return [_to_product(row) for row in session.scalars(query.offset(offset).limit(limit))]
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
-        query = select(func.count()).select_from(ProductRow).where(*map(attribute_condition, filters))
+        query = select(func.count()).select_from(ProductRow).where(*self._conditions(filters))
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
@@ -255,16 +277,14 @@ class SqlMetadataStore:
     def vector_ids(self, space: str, filters: Sequence[Filter] = ()) -> np.ndarray:
         query = select(VectorRow.id).where(VectorRow.space == space)
         if filters:
-            query = query.join(ProductRow, ProductRow.id == VectorRow.product_id).where(
-                *map(attribute_condition, filters)
-            )
+            query = query.join(ProductRow, ProductRow.id == VectorRow.product_id).where(*self._conditions(filters))
         with self._session() as session:
             return np.fromiter(session.scalars(query), dtype=np.int64)
 
     def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, str]:
         owners: dict[int, str] = {}
         with self._session() as session:
-            for chunk in _chunks([int(i) for i in vector_ids]):
+            for chunk in chunks([int(i) for i in vector_ids], _IN_CHUNK):
                 rows = session.execute(select(VectorRow.id, VectorRow.product_id).where(VectorRow.id.in_(chunk)))
                 owners.update({row.id: row.product_id for row in rows})
         return owners
@@ -273,24 +293,30 @@ class SqlMetadataStore:
         owners: list[str] = []
         blobs: list[bytes] = []
         with self._session() as session:
-            for chunk in _chunks(list(product_ids)):
+            for chunk in chunks(list(product_ids), _IN_CHUNK):
                 query = select(VectorRow.product_id, VectorRow.vector).where(
                     VectorRow.space == space, VectorRow.product_id.in_(chunk)
                 )
                 for row in session.execute(query):
                     owners.append(row.product_id)
                     blobs.append(row.vector)
-        return owners, _stack(blobs)
+        return owners, stack_vectors(blobs)
 
-    def iter_vectors(self, space: str, ids: np.ndarray, batch: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The stored vectors with the given ids, in batches: what an index is repaired from."""
+    def iter_vectors(
+        self, space: str, ids: np.ndarray, batch: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[VectorLabel]]]:
+        """The stored vectors with the given ids and their labels, in batches: what an index is repaired from."""
         with self._session() as session:
             for start in range(0, len(ids), batch):
                 chunk = [int(i) for i in ids[start : start + batch]]
-                rows = session.execute(
-                    select(VectorRow.id, VectorRow.vector).where(VectorRow.space == space, VectorRow.id.in_(chunk))
-                ).all()
-                yield np.array([r.id for r in rows], dtype=np.int64), _stack([r.vector for r in rows])
+                query = (
+                    select(VectorRow.id, VectorRow.vector, VectorRow.product_id, ProductRow.search)
+                    .join(ProductRow, ProductRow.id == VectorRow.product_id)
+                    .where(VectorRow.space == space, VectorRow.id.in_(chunk))
+                )
+                rows = session.execute(query).all()
+                labels = [VectorLabel(r.product_id, r.search or searchable({})) for r in rows]
+                yield np.array([r.id for r in rows], dtype=np.int64), stack_vectors([r.vector for r in rows]), labels
 
     def link_near_duplicates(self, pairs: Sequence[tuple[int, int]], max_difference: float) -> int:
         """Record image pairs (by vector id) whose thumbnail signatures differ by at most MAX_DIFFERENCE
@@ -317,7 +343,7 @@ class SqlMetadataStore:
             new = [
                 NearDuplicateRow(sha_a=a, sha_b=b)
                 for a, b in links
-                if _same_photo(signature_of.get(a), signature_of.get(b), max_difference)
+                if same_photo(signature_of.get(a), signature_of.get(b), max_difference)
                 and session.get(NearDuplicateRow, (a, b)) is None
             ]
             session.add_all(new)
@@ -356,37 +382,9 @@ class SqlMetadataStore:
                 owners.setdefault(row.sha256, set()).add(row.product_id)
         groups = [members for members in owners.values() if len(members) > 1]
         groups += [owners.get(a, set()) | owners.get(b, set()) for a, b in links if include_near]
-        return _merge_groups(group for group in groups if len(group) > 1)
-
-
-def _same_photo(first: bytes | None, second: bytes | None, max_difference: float) -> bool:
-    if not first or not second or len(first) != len(second):
-        return False
-    difference = np.abs(np.frombuffer(first, np.uint8).astype(np.int16) - np.frombuffer(second, np.uint8))
-    return float(difference.mean()) <= max_difference
+        return merge_groups(group for group in groups if len(group) > 1)
 
 
 def _to_product(row: ProductRow) -> Product:
     images = [ImageRef(image.path, image.sha256, image.signature) for image in row.images]
     return Product(row.id, row.name, row.text, dict(row.attributes or {}), images, row.content_hash, row.embed_hash)
-
-
-def _stack(blobs: list[bytes]) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.vstack([np.frombuffer(blob, dtype="<f4") for blob in blobs]).astype(np.float32)
-
-
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
-
-
-def _merge_groups(groups: Any) -> list[list[str]]:
-    """Union overlapping groups (A~B by one image, B~C by another) into sorted, disjoint groups."""
-    merged: list[set[str]] = []
-    for group in groups:
-        overlapping = [m for m in merged if m & group]
-        union = set(group).union(*overlapping)
-        merged = [m for m in merged if not (m & group)] + [union]
-    return sorted(sorted(group) for group in merged)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
 
-from prodmatch.api.deps import State
+from prodmatch.api.deps import RawState
+from prodmatch.api.state import AppState
+from prodmatch.errors import StoreUnavailableError
+from prodmatch.stores.availability import unavailable_reason
 
 router = APIRouter(tags=["health"])
 
@@ -21,25 +25,37 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(state: State) -> JSONResponse:
-    """Model loaded and stores reachable; 503 with each part's state otherwise."""
-    parts: dict[str, Any] = {
-        "model": {"ok": True, "name": state.datadir.record.name, "fingerprint": state.datadir.record.fingerprint}
-    }
+async def ready(state: RawState) -> JSONResponse:
+    """Catalog open (model loaded) and every store reachable; 503 with each part's state otherwise."""
     try:
-        parts["metadata"] = {"ok": True, "products": await state.run(state.datadir.store.count)}
-    except SQLAlchemyError as exc:
-        parts["metadata"] = {"ok": False, "error": type(exc).__name__}
-    parts["indexes"] = {"ok": True, **{space: len(state.datadir.index(space)) for space in state.datadir.record.spaces}}
+        await state.ensure_open()
+    except StoreUnavailableError as exc:
+        return JSONResponse({"ready": False, "parts": {"catalog": {"ok": False, "error": str(exc)}}}, status_code=503)
+    record = state.datadir.record
+    parts: dict[str, Any] = {"model": {"ok": True, "name": record.name, "fingerprint": record.fingerprint}}
+    parts["metadata"] = await _probe(state, state.datadir.store.count, "products")
+    for space in record.spaces:
+        parts[f"vectors_{space}"] = await _probe(state, state.datadir.index(space).__len__, "vectors")
     ok = all(part["ok"] for part in parts.values())
     return JSONResponse({"ready": ok, "parts": parts}, status_code=200 if ok else 503)
 
 
+async def _probe(state: AppState, count: Callable[[], int], what: str) -> dict[str, Any]:
+    try:
+        return {"ok": True, what: await state.run(count)}
+    except Exception as exc:
+        if (reason := unavailable_reason(exc)) is None:
+            raise
+        return {"ok": False, "error": reason}
+
+
 @router.get("/metrics")
-async def metrics(state: State) -> Response:
-    """Prometheus text format."""
-    state.metrics.products.set(await state.run(state.datadir.store.count))
-    for space in state.datadir.record.spaces:
-        state.metrics.index_size.labels(space).set(len(state.datadir.index(space)))
-    state.metrics.query_log_dropped.set(state.query_log.dropped)
+async def metrics(state: RawState) -> Response:
+    """Prometheus text format (catalog gauges only while the catalog is reachable)."""
+    if state.is_open:
+        with contextlib.suppress(Exception):  # a store being down must not hide the request metrics
+            state.metrics.products.set(await state.run(state.datadir.store.count))
+            for space in state.datadir.record.spaces:
+                state.metrics.index_size.labels(space).set(await state.run(state.datadir.index(space).__len__))
+        state.metrics.query_log_dropped.set(state.query_log.dropped)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

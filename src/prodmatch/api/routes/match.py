@@ -25,7 +25,7 @@ async def respond(
     if min_score is not None:
         result.matches = [m for m in result.matches if m.score >= min_score]
     kind = "image" if query.image is not None else "text"
-    decision = state.service.decision(kind, result)
+    decision = await state.run(state.service.decision, kind, result)
     state.log(query, result, decision)
     shares = await state.run(state.value_shares)
     return MatchResponse(

@@ -23,8 +23,9 @@ router = APIRouter(prefix="/v1/products", tags=["products"])
 facets_router = APIRouter(tags=["products"])
 
 
-def find(state: State, product_id: str) -> Product:
-    product = state.datadir.store.get([product_id]).get(product_id)
+async def find(state: State, product_id: str) -> Product:
+    found: dict[str, Product] = await state.run(state.datadir.store.get, [product_id])
+    product = found.get(product_id)
     if product is None:
         raise NotFoundError(f"no product with id {product_id!r}")
     return product
@@ -37,8 +38,8 @@ async def list_products(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ProductPage:
-    check_keys(filters, state.datadir.store.attribute_keys())
     store = state.datadir.store
+    check_keys(filters, await state.run(store.attribute_keys))
     items = await state.run(store.page, offset, limit, filters)
     total = await state.run(store.count, filters)
     return ProductPage(total=total, offset=offset, items=[ProductOut(id=p.id, product=p.as_dict()) for p in items])
@@ -52,13 +53,13 @@ async def facets(state: State) -> dict[str, Any]:
 
 @router.get("/{product_id}", response_model=ProductOut)
 async def get_product(state: State, product_id: str) -> ProductOut:
-    product = find(state, product_id)
+    product = await find(state, product_id)
     return ProductOut(id=product.id, product=product.as_dict())
 
 
 @router.get("/{product_id}/image", response_class=FileResponse)
 async def product_image(state: State, product_id: str, n: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
-    product = find(state, product_id)
+    product = await find(state, product_id)
     if n >= len(product.images) or not Path(product.images[n].path).is_file():
         raise NotFoundError(f"product {product_id!r} has no image {n}")
     return FileResponse(product.images[n].path)
@@ -67,7 +68,7 @@ async def product_image(state: State, product_id: str, n: Annotated[int, Query(g
 @router.get("/{product_id}/thumbnail", response_class=FileResponse)
 async def product_thumbnail(state: State, product_id: str, n: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
     """A small JPEG (made at ingest; made now for images ingested before thumbnails existed)."""
-    product = find(state, product_id)
+    product = await find(state, product_id)
     if n >= len(product.images):
         raise NotFoundError(f"product {product_id!r} has no image {n}")
     ref = product.images[n]
@@ -92,7 +93,7 @@ async def put_product(
         data = await image.read()
         await state.run(state.service.decode, data)  # refuse a bad image before anything is stored
         row["image"] = [str(await state.run(_store_upload, state, data))]
-    elif (existing := state.datadir.store.get([product_id]).get(product_id)) is not None:
+    elif (existing := (await state.run(state.datadir.store.get, [product_id])).get(product_id)) is not None:
         row["image"] = [ref.path for ref in existing.images]
     report = await state.run(_upsert, state, row)
     if report.rejected:
@@ -133,7 +134,7 @@ def _upsert(state: State, row: dict[str, Any]) -> IngestReport:
 
 @router.delete("/{product_id}", status_code=204)
 async def delete_product(state: State, product_id: str) -> Response:
-    find(state, product_id)
+    await find(state, product_id)
 
     def delete() -> None:
         with state.catalog_lock:

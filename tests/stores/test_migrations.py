@@ -1,0 +1,49 @@
+"""Alembic migrations: a database at the first schema, or made before migrations existed, is upgraded on open
+with its data kept and made filterable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect, text
+
+from prodmatch.stores.filters import parse_filters
+from prodmatch.stores.migrations import upgrade
+from prodmatch.stores.sql import SqlMetadataStore, make_engine
+from tests.stores.conftest import StoreUrl
+
+
+def first_schema_with_a_product(url: str, forget_versions: bool) -> None:
+    """The database as the first release left it: revision 0001 and one product without `search`."""
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO products (id, name, text, attributes, content_hash, embed_hash, updated_at) "
+                "VALUES ('p1', 'Blue shirt', 'blue shirt', :attributes, 'c', 'e', :now)"
+            ),
+            {"attributes": '{"colour": "Blue", "price": 25}', "now": datetime.now(UTC)},
+        )
+        if forget_versions:  # made before Alembic: tables but no alembic_version
+            connection.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("forget_versions", [False, True], ids=["at-0001", "before-alembic"])
+def test_old_databases_are_upgraded_and_keep_their_products(
+    kind: str, forget_versions: bool, store_url: StoreUrl
+) -> None:
+    url = store_url(kind)
+    first_schema_with_a_product(url, forget_versions)
+    store = SqlMetadataStore(url)
+    try:
+        assert "search" in {c["name"] for c in inspect(store.engine).get_columns("products")}
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert [p.id for p in store.page(0, 10, parse_filters(["colour=blue", "price<30"]))] == ["p1"]
+        assert store.count(parse_filters(["colour=red"])) == 0
+    finally:
+        store.close()
