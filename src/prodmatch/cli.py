@@ -633,11 +633,6 @@ def main() -> None:
     except ProdmatchError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(2)
-    except Exception as exc:
-        if (reason := unavailable_reason(exc)) is None:
-            raise
-        err.print(f"[red]error:[/] {reason}; start it (or fix PRODMATCH_METADATA_URL / PRODMATCH_VECTORS_URL)")
-        sys.exit(2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: what was written is consistent; run the same command again to resume")
         sys.exit(130)
@@ -649,3 +644,8 @@ def main() -> None:
             raise
         show()
         sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        if (reason := unavailable_reason(exc)) is None:
+            raise
+        err.print(f"[red]error:[/] {reason}; start it (or fix PRODMATCH_METADATA_URL / PRODMATCH_VECTORS_URL)")
+        sys.exit(2)

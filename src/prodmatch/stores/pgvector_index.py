@@ -158,19 +158,31 @@ class PgVectorIndex:
         conditions = (
             [filter_condition(self.table.c.search, item, "postgresql") for item in scope.filters] if scope else []
         )
+        ef_search = min(max(self.settings.hnsw_ef_search, k), _MAX_EF_SEARCH)
         with self.engine.begin() as connection:
-            connection.execute(
-                text(f"SET LOCAL hnsw.ef_search = {min(max(self.settings.hnsw_ef_search, k), _MAX_EF_SEARCH)}")
-            )
+            connection.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))
+            # a filter the GIN index narrows to few rows is scanned exactly: cheap, and an HNSW walk would see only
+            # the few of them among its ef_search nearest (recall@10 0.66 measured for a 5% filter on 100k)
+            exact = bool(conditions) and self._narrow(connection, conditions)
+            self._use_hnsw(connection, not exact)
             for row, query in enumerate(queries):
                 hits = self._nearest(connection, query, k, conditions)
-                if len(hits) < k:  # the HNSW scan ran out of candidates (filter, or k > ef_search): scan exactly
-                    connection.execute(text("SET LOCAL enable_indexscan = off"))
+                if len(hits) < k and not exact:  # the HNSW scan ran out of candidates: scan exactly
+                    self._use_hnsw(connection, False)
                     hits = self._nearest(connection, query, k, conditions)
-                    connection.execute(text("SET LOCAL enable_indexscan = on"))
+                    self._use_hnsw(connection, True)
                 for column, (vector_id, score) in enumerate(hits):
                     found[row, column], scores[row, column] = vector_id, score
         return scores, found
+
+    @staticmethod
+    def _use_hnsw(connection: Connection, use: bool) -> None:
+        connection.execute(text(f"SET LOCAL enable_indexscan = {'on' if use else 'off'}"))
+
+    def _narrow(self, connection: Connection, conditions: list[Any]) -> bool:
+        limit = self.settings.exact_threshold
+        query = select(func.count()).select_from(select(self.table.c.id).where(*conditions).limit(limit + 1).subquery())
+        return int(connection.execute(query).scalar_one()) <= limit
 
     def _nearest(
         self, connection: Connection, query: np.ndarray, k: int, conditions: list[Any]
