@@ -91,3 +91,17 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "PRODMATCH_DATA_DIR": str(settings.data_dir),
         "COLUMNS": "200",
     }
+
+
+@pytest.fixture(scope="session")
+def triton_repository(
+    offline_bundle: Bundle, clip_random_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Both test bundles exported for Triton's Python backend: the only backend in the tritonserver that
+    nvidia-pytriton ships (tests/servers.py); model.py runs the same ONNX graphs with ONNX Runtime."""
+    from prodmatch.models.triton.repository import RepositoryOptions, write_triton_repository
+
+    repository = tmp_path_factory.mktemp("triton-repository")
+    for bundle in (offline_bundle, clip_random_bundle):
+        write_triton_repository(bundle, repository, RepositoryOptions(backend="python", intra_op_threads=1))
+    return repository

@@ -1,9 +1,10 @@
-"""Real database servers for the tests, on 127.0.0.1, started and stopped by the test session.
+"""Real servers for the tests, on 127.0.0.1, started and stopped by the tests.
 
 PostgreSQL 16 with pgvector: the binaries the PyPI package `pgserver` ships (Debian's PostgreSQL 15 has no
 pgvector). PostgreSQL refuses to run as root, so as root the cluster belongs to a system user made for it.
 MongoDB: no `mongod` installs here; `nx-27017` (PyPI) speaks MongoDB's wire protocol over SQLite and is what
 pymongo talks to in these tests.
+Triton: the `tritonserver` binary that the PyPI package `nvidia-pytriton` ships (CPU; Python backend only).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from tests.api.server import free_port
 
@@ -133,3 +137,106 @@ def _ensure_system_user(name: str) -> None:
         pwd.getpwnam(name)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name], check=True)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def triton_environment() -> Path:
+    """The virtual environment Triton's Python backend runs in (made by scripts/setup.sh): nvidia-pytriton for
+    the server binary, numpy < 2 (the backend stub in that build reads tensors with numpy 1's ABI; with numpy 2
+    it answers empty tensors) and the same onnxruntime as the project's environment."""
+    return Path(os.environ.get("PRODMATCH_TRITON_ENV", REPO / ".venv-triton"))
+
+
+def _pytriton_home() -> Path:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    home = triton_environment() / "lib" / version / "site-packages" / "pytriton"
+    if not home.is_dir():
+        raise RuntimeError(f"no nvidia-pytriton in {triton_environment()} (scripts/setup.sh makes it)")
+    return home
+
+
+class TritonServer:
+    """tritonserver serving REPOSITORY on free loopback ports (HTTP, gRPC).
+
+    The nvidia-pytriton build has only the Python backend, so the repository is exported with
+    `--backend python` (model.py runs the same ONNX graph with ONNX Runtime). As pytriton itself does, the
+    backend folder gets the Python backend stub for this interpreter; the stub and server need this Python's
+    libpython and the libraries bundled in the wheel on LD_LIBRARY_PATH, and the backend environment's
+    `python` first on PATH so model.py imports from it.
+    """
+
+    def __init__(self, repository: Path) -> None:
+        self.repository = repository
+        self.folder = Path(tempfile.mkdtemp(prefix="prodmatch-triton-"))
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._backends = self._prepare_backends()
+        self.start()
+
+    def _prepare_backends(self) -> Path:
+        home = _pytriton_home() / "tritonserver"
+        python = self.folder / "backends" / "python"
+        python.mkdir(parents=True)
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            shutil.copy(home / "backends" / "python" / name, python / name)
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        shutil.copy(home / "python_backend_stubs" / version / "triton_python_backend_stub", python)
+        return self.folder / "backends"
+
+    def _environment(self) -> dict[str, str]:
+        libraries = [str(sysconfig.get_config_var("LIBDIR")), str(_pytriton_home().parent / "nvidia_pytriton.libs")]
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = ":".join([*libraries, env.get("LD_LIBRARY_PATH", "")]).rstrip(":")
+        env["PATH"] = f"{triton_environment() / 'bin'}:{env.get('PATH', '')}"
+        return env
+
+    def start(self) -> None:
+        command = [
+            str(_pytriton_home() / "tritonserver" / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self._backends}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--exit-timeout-secs=5",
+        ]
+        log = open(self.folder / "log", "ab")  # noqa: SIM115 - the server writes to it until stopped
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._environment())
+        log.close()
+        self._wait_until_ready(120)
+
+    def _wait_until_ready(self, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"tritonserver exited ({self._process.returncode}):\n{self.log_tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"tritonserver not ready after {within_s} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join((self.folder / "log").read_text(errors="replace").splitlines()[-lines:])
+
+    def url(self, name: str, protocol: str = "grpc") -> str:
+        if protocol == "grpc":
+            return f"triton://127.0.0.1:{self.grpc_port}/{name}"
+        return f"triton+http://127.0.0.1:{self.http_port}/{name}"
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            self._process.wait(timeout=60)
+            self._process = None
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)

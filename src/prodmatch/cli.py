@@ -69,9 +69,18 @@ def stores(
             "[default: $PRODMATCH_VECTORS_URL or FAISS in the data dir]",
         ),
     ] = None,
+    model_url: Annotated[
+        str | None,
+        typer.Option(
+            "--model-url",
+            help="triton://HOST:8001/NAME | triton+http://HOST:8000/NAME: run the model on Triton "
+            "[default: $PRODMATCH_MODEL_URL or in process]",
+        ),
+    ] = None,
 ) -> None:
-    """Where the catalog lives, for every command (flags win over the environment)."""
-    ctx.obj = {key: value for key, value in (("metadata_url", metadata_url), ("vectors_url", vectors_url)) if value}
+    """Where the catalog lives and where its model runs, for every command (flags win over the environment)."""
+    given = (("metadata_url", metadata_url), ("vectors_url", vectors_url), ("model_url", model_url))
+    ctx.obj = {key: value for key, value in given if value}
 
 
 def settings_for(ctx: typer.Context, data_dir: Path | None = None) -> Settings:
@@ -475,25 +484,73 @@ def model_list(as_json: JsonOption = False) -> None:
 
 @model_app.command("export")
 def model_export(
-    name: Annotated[str, typer.Argument(help="registry model name")],
-    out_dir: Annotated[Path, typer.Option("--out", help="bundle folder to write")],
+    name: Annotated[str, typer.Argument(help="registry model name, or a bundle folder (triton/tensorrt)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="bundle folder, or Triton model repository, to write")],
     precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8")] = "fp32",
+    export_format: Annotated[
+        str, typer.Option("--format", help="bundle | triton (ONNX models for Triton) | tensorrt (runs trtexec)")
+    ] = "bundle",
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Triton: largest batch per model run")] = 32,
+    backend: Annotated[
+        str, typer.Option("--backend", help="Triton: onnxruntime | python (for Triton builds without ORT)")
+    ] = "onnxruntime",
+    instances: Annotated[int, typer.Option("--instances", help="Triton: model instances per device")] = 1,
+    device: Annotated[str, typer.Option("--device", help="Triton: auto | cpu | gpu")] = "auto",
+    triton_name: Annotated[
+        str | None, typer.Option("--triton-name", help="Triton: model name prefix [default: the bundle's name]")
+    ] = None,
+    trtexec: Annotated[Path | None, typer.Option("--trtexec", help="TensorRT: trtexec path [default: PATH]")] = None,
+    calibration_cache: Annotated[
+        Path | None, typer.Option("--calibration-cache", help="TensorRT int8: calibration cache file")
+    ] = None,
     calibration_images: CalibrationOption = None,
 ) -> None:
-    """Export NAME as a self-contained ONNX bundle (manifest, image and text graphs, tokenizer)."""
+    """Export NAME as an ONNX bundle (manifest, image and text graphs, tokenizer), or as Triton models."""
     from prodmatch.models.bench import parse_precisions
+    from prodmatch.models.factory import ensure_bundle
+
+    (chosen,) = parse_precisions(precision)
+    settings = Settings()
+    if export_format == "bundle":
+        bundle = _export_bundle(name, chosen, out_dir, settings, photos_in(calibration_images))
+        out.print(f"wrote {bundle.folder} ({bundle.manifest.precision}, fingerprint {bundle.manifest.fingerprint})")
+        return
+    if export_format not in ("triton", "tensorrt"):
+        raise typer.BadParameter(f"unknown format {export_format!r}; valid: bundle, triton, tensorrt")
+    from pydantic import ValidationError
+
+    from prodmatch.models.triton.repository import RepositoryOptions
+
+    try:
+        options = RepositoryOptions.model_validate(
+            {"backend": backend, "max_batch": max_batch, "instances": instances, "device": device}
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from exc
+    if export_format == "triton":
+        from prodmatch.models.triton.repository import write_triton_repository
+
+        bundle = ensure_bundle(name, settings, chosen, photos_in(calibration_images))
+        folders = write_triton_repository(bundle, out_dir, options, triton_name)
+    else:
+        from prodmatch.models.triton.tensorrt import build_tensorrt_repository
+
+        bundle = ensure_bundle(name, settings, "fp32")  # TensorRT lowers precision itself, from fp32
+        folders = build_tensorrt_repository(bundle, out_dir, options, chosen, triton_name, trtexec, calibration_cache)
+    for folder in folders:
+        out.print(f"wrote {folder} (from {bundle.folder}, fingerprint {bundle.manifest.fingerprint})")
+
+
+def _export_bundle(name: str, precision: Any, out_dir: Path, settings: Settings, photos: list[Path]) -> Any:
     from prodmatch.models.export import export_bundle
     from prodmatch.models.registry import get_spec
     from prodmatch.models.weights import availability
 
-    settings = Settings()
     spec = get_spec(name)
-    (chosen,) = parse_precisions(precision)
     status = availability(spec, settings.clip_weights, try_hub=True)
     if not status.available:
         raise ModelUnavailableError(f"cannot export {name}: {status.reason}")
-    bundle = export_bundle(spec, chosen, out_dir, settings.clip_weights, photos_in(calibration_images))
-    out.print(f"wrote {bundle.folder} ({bundle.manifest.precision}, fingerprint {bundle.manifest.fingerprint})")
+    return export_bundle(spec, precision, out_dir, settings.clip_weights, photos)
 
 
 @model_app.command("bench")

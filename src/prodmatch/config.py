@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # vectors_url: faiss:///DIR | pgvector://USER@HOST:PORT/DB | qdrant://HOST:6333 | qdrant+local:///DIR
     metadata_url: str | None = None
     vectors_url: str | None = None
+    # Where the model runs. Unset: in process (ONNX Runtime). triton://HOST:8001/NAME | triton+http://HOST:8000/NAME
+    # runs the bundle's towers on a Triton server (README, "Triton").
+    model_url: str | None = None
     models_dir: Path = Field(default_factory=_default_models_dir)
     # Where CLIP weights come from: a Hugging Face hub id (uses the hub cache) or a local folder.
     clip_weights: str = "openai/clip-vit-base-patch32"

@@ -17,6 +17,10 @@ class ModelUnavailableError(ProdmatchError):
     """A model's weights or runtime are not available on this machine; the message names the remedy."""
 
 
+class ModelServerUnavailableError(ModelUnavailableError):
+    """A remote model server (Triton) cannot be reached now, after retries; the request may be retried later."""
+
+
 class ModelMismatchError(ProdmatchError):
     """A data dir was built with one model bundle and is being used with another."""
 

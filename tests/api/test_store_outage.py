@@ -14,10 +14,9 @@ from fastapi.testclient import TestClient
 
 from prodmatch.api.app import create_app
 from prodmatch.api.state import OPEN_RETRY_S
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
-from prodmatch.stores.datadir import DataDir
+from tests.api.server import ingest_myntra_sample
 from tests.servers import PostgresServer
 
 QUERY = {"text": "yellow t-shirt", "top_k": 3}
@@ -42,13 +41,7 @@ def pg_settings(
             "vectors_url": url.replace("postgresql://", "pgvector://", 1),
         }
     )
-    catalog = tmp_path / "catalog.csv"
-    catalog.write_text("".join((myntra / "catalog.csv").read_text().splitlines(keepends=True)[:13]))
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    CatalogIngester(datadir).ingest_file(
-        catalog, ColumnOptions("ProductId", "ProductTitle", "Image"), myntra / "images"
-    )
-    datadir.close()
+    ingest_myntra_sample(settings, myntra, 12)
     return settings
 
 

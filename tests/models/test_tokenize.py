@@ -81,3 +81,13 @@ def test_minilm_tokens_equal_the_packaged_reference(offline_bundle: Bundle) -> N
     got = ours.encode(texts)
     np.testing.assert_array_equal(got["input_ids"], expected["input_ids"])
     np.testing.assert_array_equal(got["attention_mask"], expected["attention_mask"])
+
+
+def test_padding_to_a_length_bucket_keeps_tokens_and_caps_at_max_length(clip_tokenizer: TextTokenizer) -> None:
+    plain = clip_tokenizer.encode(TRICKY[:3])
+    bucketed = clip_tokenizer.encode(TRICKY[:3], pad_to_multiple_of=16)
+    width = plain["input_ids"].shape[1]
+    assert bucketed["input_ids"].shape[1] == -(-width // 16) * 16 > width
+    assert np.array_equal(bucketed["input_ids"][:, :width], plain["input_ids"])
+    assert not bucketed["attention_mask"][:, width:].any()
+    assert clip_tokenizer.encode(TRICKY, pad_to_multiple_of=16)["input_ids"].shape[1] == clip_tokenizer.max_length

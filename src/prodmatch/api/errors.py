@@ -14,6 +14,7 @@ from prodmatch.errors import (
     InvalidImageError,
     InvalidQueryError,
     InvalidTextError,
+    ModelServerUnavailableError,
     ModelUnavailableError,
     NotFoundError,
     ProdmatchError,
@@ -42,7 +43,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def prodmatch_error(_request: Request, exc: ProdmatchError) -> JSONResponse:
         status, code = next((s, c) for kind, s, c in _STATUS if isinstance(exc, kind))
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        retry = {"Retry-After": "1"} if isinstance(exc, StoreUnavailableError) else None
+        retry = {"Retry-After": "1"} if isinstance(exc, StoreUnavailableError | ModelServerUnavailableError) else None
         return JSONResponse(error_body(code, message), status_code=status, headers=retry)
 
     @app.exception_handler(Exception)

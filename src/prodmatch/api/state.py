@@ -17,7 +17,7 @@ import numpy as np
 
 from prodmatch.api.metrics import Metrics
 from prodmatch.config import Settings
-from prodmatch.errors import InvalidTextError, StoreUnavailableError
+from prodmatch.errors import InvalidTextError, ModelServerUnavailableError, ProdmatchError, StoreUnavailableError
 from prodmatch.matching.batcher import MicroBatcher
 from prodmatch.matching.cache import EmbeddingCache, image_key, text_key
 from prodmatch.matching.query_log import QueryLog
@@ -67,7 +67,7 @@ class AppState:
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         self._catalog: OpenCatalog | None = None
         self._opening = asyncio.Lock()
-        self._open_error: str | None = None
+        self._open_error: StoreUnavailableError | ModelServerUnavailableError | None = None
         self._open_tried_at = -float("inf")
         self._counts: dict[str, Counter[str]] | None = None
         self._shares: dict[tuple[str, str], float] | None = None
@@ -83,15 +83,13 @@ class AppState:
             if self._catalog is not None:
                 return
             if time.monotonic() - self._open_tried_at < OPEN_RETRY_S and self._open_error:
-                raise StoreUnavailableError(self._open_error)
+                raise type(self._open_error)(str(self._open_error))
             self._open_tried_at = time.monotonic()
             try:
                 datadir = await self.run(self._open_datadir)
-            except Exception as exc:
-                if (reason := unavailable_reason(exc)) is None:
-                    raise
-                self._open_error = reason
-                raise StoreUnavailableError(reason) from exc
+            except (StoreUnavailableError, ModelServerUnavailableError) as exc:
+                self._open_error = exc
+                raise
             self._catalog = self._start_catalog(datadir)
             self._open_error = None
 
@@ -133,7 +131,11 @@ class AppState:
 
     def _opened(self) -> OpenCatalog:
         if self._catalog is None:
-            raise StoreUnavailableError(self._open_error or "the catalog is not open yet")
+            raise (
+                type(self._open_error)(str(self._open_error))
+                if self._open_error
+                else StoreUnavailableError("the catalog is not open yet")
+            )
         return self._catalog
 
     @property
@@ -194,8 +196,9 @@ class AppState:
         self._shares = None
 
     async def start(self) -> None:
-        """Open the catalog now if its stores are up; if not, the app starts unready and keeps trying."""
-        with contextlib.suppress(StoreUnavailableError):
+        """Open the catalog now if its stores and model server are up; if not, the app starts unready and keeps
+        trying."""
+        with contextlib.suppress(StoreUnavailableError, ModelServerUnavailableError):
             await self.ensure_open()
 
     async def stop(self) -> None:
@@ -215,7 +218,7 @@ class AppState:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._work_threads, function, *args)
         except Exception as exc:
-            if (reason := unavailable_reason(exc)) is None:
+            if isinstance(exc, ProdmatchError) or (reason := unavailable_reason(exc)) is None:
                 raise
             raise StoreUnavailableError(reason) from exc
 

@@ -45,6 +45,14 @@ class Embedder(Protocol):
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def health(self) -> str | None:
+        """None when the model can serve now, else why not (a remote model server being down)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or sessions; the embedder is not used afterwards."""
+        ...
+
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32; zero rows stay zero."""
@@ -73,3 +81,9 @@ class ManifestProperties:
 
     def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
         return to_tensor(images, self.manifest.image.preprocess)
+
+    def health(self) -> str | None:
+        return None  # an in-process model is ready once constructed
+
+    def close(self) -> None:
+        return None

@@ -13,8 +13,8 @@ from prodmatch.models.embedder import Embedder
 from prodmatch.models.registry import Precision, get_spec, load_registry
 from prodmatch.models.weights import availability
 
-Backend = Literal["onnx", "torch"]
-BACKENDS: tuple[Backend, ...] = ("onnx", "torch")
+Backend = Literal["onnx", "torch", "triton"]
+BACKENDS: tuple[Backend, ...] = ("onnx", "torch", "triton")
 FALLBACK_MODEL = "offline-effnet-minilm"
 PREFERRED_MODEL = "clip-vit-b-32"
 
@@ -45,8 +45,17 @@ def ensure_bundle(
     return export_bundle(spec, chosen, folder, settings.clip_weights, calibration_images)
 
 
-def create_embedder(bundle: Bundle, settings: Settings, backend: Backend = "onnx") -> Embedder:
-    """An Embedder for BUNDLE on BACKEND ("onnx" runs the bundle; "torch" runs the reference modules)."""
+def create_embedder(bundle: Bundle, settings: Settings, backend: Backend | None = None) -> Embedder:
+    """An Embedder for BUNDLE on BACKEND: "onnx" runs the bundle here, "torch" the reference modules, "triton"
+    the bundle's towers on the Triton server at settings.model_url. None: triton when model_url is set."""
+    if backend is None:
+        backend = "triton" if settings.model_url else "onnx"
+    if backend == "triton":
+        if not settings.model_url:
+            raise ModelUnavailableError("the triton backend needs a model URL (PRODMATCH_MODEL_URL=triton://HOST/NAME)")
+        from prodmatch.models.triton.embedder import TritonEmbedder
+
+        return TritonEmbedder(bundle, settings.model_url)
     if backend == "onnx":
         from prodmatch.models.onnx_runtime import OnnxEmbedder
 

@@ -50,12 +50,16 @@ class TextTokenizer:
             raise InvalidTextError("text is empty")
         return cleaned
 
-    def encode(self, texts: Sequence[str], *, pad_to_max: bool = False) -> dict[str, np.ndarray]:
-        """input_ids, attention_mask and token_type_ids, padded to the longest text (or max_length)."""
+    def encode(
+        self, texts: Sequence[str], *, pad_to_max: bool = False, pad_to_multiple_of: int = 1
+    ) -> dict[str, np.ndarray]:
+        """input_ids, attention_mask and token_type_ids, padded to the longest text rounded up to a multiple of
+        PAD_TO_MULTIPLE_OF (or to max_length)."""
         if not texts:
             raise InvalidTextError("no texts given")
         encodings = self._tokenizer.encode_batch([self.normalise(text) for text in texts])
-        width = self._spec.max_length if pad_to_max else max(len(e.ids) for e in encodings)
+        longest = -(-max(len(e.ids) for e in encodings) // pad_to_multiple_of) * pad_to_multiple_of
+        width = self._spec.max_length if pad_to_max else min(longest, self._spec.max_length)
         ids = np.full((len(encodings), width), self._spec.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         for row, encoding in enumerate(encodings):

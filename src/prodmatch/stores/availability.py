@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from prodmatch.errors import StoreUnavailableError
+from prodmatch.errors import ModelServerUnavailableError, StoreUnavailableError
 
 
 def unavailable_reason(exc: BaseException) -> str | None:
-    """A short reason when EXC is a store being down or unreachable, else None."""
-    if isinstance(exc, StoreUnavailableError):
+    """A short reason when EXC is a store or model server being down or unreachable, else None."""
+    if isinstance(exc, StoreUnavailableError | ModelServerUnavailableError):
         return str(exc)
     for check in (_sqlalchemy, _pymongo, _qdrant):
         if (reason := check(exc)) is not None:

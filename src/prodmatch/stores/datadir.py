@@ -171,6 +171,8 @@ class DataDir:
     def close(self) -> None:
         for index in self._indexes.values():
             index.close()
+        if self._embedder is not None:
+            self._embedder.close()
         self.store.close()
 
     def thumbnail_path(self, sha256: str) -> Path:

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prodmatch.api.deps import RawState
 from prodmatch.api.state import AppState
-from prodmatch.errors import StoreUnavailableError
+from prodmatch.errors import ModelServerUnavailableError, StoreUnavailableError
 from prodmatch.stores.availability import unavailable_reason
 
 router = APIRouter(tags=["health"])
@@ -26,13 +26,16 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(state: RawState) -> JSONResponse:
-    """Catalog open (model loaded) and every store reachable; 503 with each part's state otherwise."""
+    """Catalog open, model serving (a Triton server's health included) and every store reachable; 503 with
+    each part's state otherwise."""
     try:
         await state.ensure_open()
-    except StoreUnavailableError as exc:
+    except (StoreUnavailableError, ModelServerUnavailableError) as exc:
         return JSONResponse({"ready": False, "parts": {"catalog": {"ok": False, "error": str(exc)}}}, status_code=503)
     record = state.datadir.record
-    parts: dict[str, Any] = {"model": {"ok": True, "name": record.name, "fingerprint": record.fingerprint}}
+    model = {"name": record.name, "fingerprint": record.fingerprint, "runs_on": state.settings.model_url or "process"}
+    problem = await state.run(state.datadir.embedder().health)
+    parts: dict[str, Any] = {"model": {"ok": problem is None, **model, **({"error": problem} if problem else {})}}
     parts["metadata"] = await _probe(state, state.datadir.store.count, "products")
     for space in record.spaces:
         parts[f"vectors_{space}"] = await _probe(state, state.datadir.index(space).__len__, "vectors")
