@@ -395,7 +395,7 @@ def serve(
 
     settings = settings_for(ctx, data_dir)
     try:
-        DataDir.open(settings).close()  # a missing data dir is a clear error now, not a failed startup later
+        _check_catalog(DataDir.open(settings))
     except Exception as exc:
         if (reason := unavailable_reason(exc)) is None:
             raise
@@ -403,6 +403,15 @@ def serve(
     uvicorn.run(
         create_app(settings), host=host or settings.serve.host, port=port or settings.serve.port, log_level="info"
     )
+
+
+def _check_catalog(datadir: Any) -> None:
+    """A missing data dir, or a Triton serving another bundle, is a clear error now, not a failed app start."""
+    try:
+        if datadir.settings.model_url:
+            datadir.embedder()
+    finally:
+        datadir.close()
 
 
 log_app = typer.Typer(help="The query log.", no_args_is_help=True)
@@ -555,10 +564,13 @@ def _export_bundle(name: str, precision: Any, out_dir: Path, settings: Settings,
 
 @model_app.command("bench")
 def model_bench(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="registry model name or bundle folder")],
     batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated")] = "1,8,32",
     precisions: Annotated[str, typer.Option("--precisions", help="for a model name")] = "fp32,fp16,int8",
-    backends: Annotated[str, typer.Option("--backends", help="onnx,torch")] = "onnx,torch",
+    backends: Annotated[
+        str, typer.Option("--backends", help="onnx,torch,triton (triton: the bundle --model-url serves)")
+    ] = "onnx,torch",
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     decode_image: Annotated[Path | None, typer.Option("--decode-image", help="JPEG for the decode timing")] = None,
     calibration_images: CalibrationOption = None,
@@ -574,7 +586,7 @@ def model_bench(
     sizes = [int(size) for size in batch.split(",")]
     report = run_bench(
         target,
-        Settings(),
+        settings_for(ctx),
         sizes,
         parse_precisions(precisions),
         chosen_backends,  # type: ignore[arg-type]

@@ -109,3 +109,23 @@ def test_cli_says_the_model_server_is_unreachable(local_settings: Settings) -> N
     )
     assert result.returncode == 2, result.stderr
     assert "Triton grpc at 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_triton_serving_another_bundle(
+    triton_server: TritonServer, local_settings: Settings, clip_random_bundle: Bundle
+) -> None:
+    url = triton_server.url(clip_random_bundle.manifest.name)  # a model the catalog was not built with
+    result = subprocess.run(
+        [sys.executable, "-m", "prodmatch", "--model-url", url, "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PRODMATCH_DATA_DIR": str(local_settings.data_dir),
+            "PRODMATCH_MODELS_DIR": str(local_settings.models_dir),
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "fingerprint" in result.stderr and "Traceback" not in result.stderr

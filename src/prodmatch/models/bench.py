@@ -140,6 +140,12 @@ def run_bench(
             rows += bench_embedder(create_embedder(bundle, settings, "onnx"), "onnx", batches, repeats)
     if "torch" in backends:
         rows += bench_embedder(create_embedder(bundles[0], settings, "torch"), "torch", batches, repeats)
+    if "triton" in backends:  # the server at settings.model_url must serve this bundle (fingerprint-checked)
+        remote = create_embedder(bundles[0], settings, "triton")
+        try:
+            rows += bench_embedder(remote, "triton", batches, repeats)
+        finally:
+            remote.close()
     short_side = draft_side(bundles[0].manifest.image.preprocess)
     return {
         "model": bundles[0].manifest.name,

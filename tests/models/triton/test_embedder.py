@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from prodmatch.config import Settings
 from prodmatch.errors import ModelMismatchError, ModelServerUnavailableError, ModelUnavailableError
+from prodmatch.models.bench import run_bench
 from prodmatch.models.bundle import Bundle
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.onnx_runtime import OnnxEmbedder
@@ -115,3 +117,13 @@ def test_model_urls_are_parsed_or_refused() -> None:
     for bad in ("http://gpu-box/clip", "triton://gpu-box", "triton://gpu-box/clip?retries=many"):
         with pytest.raises(ModelUnavailableError, match="model URL"):
             TritonTarget.parse(bad)
+
+
+def test_model_bench_measures_the_triton_backend(
+    triton_server: TritonServer, offline_bundle: Bundle, base_settings: Settings
+) -> None:
+    settings = base_settings.model_copy(update={"model_url": triton_server.url(offline_bundle.manifest.name, "http")})
+    report = run_bench(str(offline_bundle.folder), settings, [1, 4], ["fp32"], ["triton"], repeats=1)
+    rows = {(row["backend"], row["tower"], row["batch"]) for row in report["rows"]}
+    assert rows == {("triton", tower, batch) for tower in ("image", "text") for batch in (1, 4)}
+    assert all(row["items_per_s"] > 0 for row in report["rows"])
