@@ -94,19 +94,25 @@ def test_triton_down_at_start_up_leaves_the_app_unready_until_it_returns(
         assert client.post("/v1/match/text", json={"text": "red shoes"}).status_code == 200
 
 
-def test_cli_says_the_model_server_is_unreachable(local_settings: Settings) -> None:
-    url = f"triton://127.0.0.1:{free_port()}/offline-effnet-minilm?retries=1"
-    result = subprocess.run(
-        [sys.executable, "-m", "prodmatch", "--model-url", url, "match", "--text", "red shoes"],
+def prodmatch_cli(settings: Settings, model_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`prodmatch --model-url MODEL_URL ARGS` on SETTINGS' catalog, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "prodmatch", "--model-url", model_url, *args],
         capture_output=True,
         text=True,
+        timeout=120,
         env={
-            "PRODMATCH_DATA_DIR": str(local_settings.data_dir),
-            "PRODMATCH_MODELS_DIR": str(local_settings.models_dir),
+            "PRODMATCH_DATA_DIR": str(settings.data_dir),
+            "PRODMATCH_MODELS_DIR": str(settings.models_dir),
             "PATH": "/usr/bin:/bin",
             "COLUMNS": "200",
         },
     )
+
+
+def test_cli_says_the_model_server_is_unreachable(local_settings: Settings) -> None:
+    url = f"triton://127.0.0.1:{free_port()}/offline-effnet-minilm?retries=1"
+    result = prodmatch_cli(local_settings, url, "match", "--text", "red shoes")
     assert result.returncode == 2, result.stderr
     assert "Triton grpc at 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
 
@@ -115,17 +121,6 @@ def test_serve_refuses_a_triton_serving_another_bundle(
     triton_server: TritonServer, local_settings: Settings, clip_random_bundle: Bundle
 ) -> None:
     url = triton_server.url(clip_random_bundle.manifest.name)  # a model the catalog was not built with
-    result = subprocess.run(
-        [sys.executable, "-m", "prodmatch", "--model-url", url, "serve", "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            "PRODMATCH_DATA_DIR": str(local_settings.data_dir),
-            "PRODMATCH_MODELS_DIR": str(local_settings.models_dir),
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-        },
-    )
+    result = prodmatch_cli(local_settings, url, "serve", "--port", str(free_port()))
     assert result.returncode == 2, result.stderr
     assert "fingerprint" in result.stderr and "Traceback" not in result.stderr
