@@ -42,6 +42,9 @@ class IndexSettings(BaseModel):
     # One thread per query: concurrency comes from parallel requests, and OpenMP start-up costs more than
     # a single query's search on a small index.
     search_threads: int = 1
+    # Threads for building HNSW graphs from large batches (bulk ingest, rebuilds); None = all cores. Writes never
+    # overlap searches (the API holds one lock for both), so the process-wide setting is safe to raise meanwhile.
+    build_threads: int | None = None
 
 
 class MatchingSettings(BaseModel):

@@ -101,3 +101,14 @@ def test_wide_filters_walk_the_graph_and_still_return_k(tmp_path: Path) -> None:
     allowed = np.arange(100, 2100, 7)  # ~286 vectors, above the exact threshold: the graph walk is used
     _, ids = index.search(vectors[0], 10, SearchScope.of_ids(allowed))
     assert len(set(ids[0].tolist())) == 10 and set(ids[0].tolist()) <= set(allowed.tolist())
+
+
+def test_bulk_adds_build_on_several_threads_then_searches_go_back_to_one(tmp_path: Path) -> None:
+    import faiss
+
+    index = FaissIndex(tmp_path / "i.faiss", DIMS, IndexSettings(kind="hnsw", build_threads=2))
+    vectors = unit_vectors(2000)
+    index.add(np.arange(2000), vectors)  # a bulk batch: built with two threads
+    assert faiss.omp_get_max_threads() == 1  # the search setting is back
+    _scores, found = index.search(vectors[:200], 1)
+    assert (found[:, 0] == np.arange(200)).mean() >= 0.99

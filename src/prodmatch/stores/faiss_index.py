@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from prodmatch.stores.protocols import SearchScope
 from prodmatch.stores.records import VectorLabel
 
 _COMPACT_RATIO = 0.2
+# Below this many vectors per add, starting OpenMP threads costs more than it saves (online upserts).
+_PARALLEL_BUILD_MIN = 256
 _INDEX_KINDS = ("auto", "flat", "hnsw")
 
 
@@ -62,9 +65,22 @@ class FaissIndex:
             return
         self._tombstones.difference_update(int(i) for i in ids)
         self._id_lookup = None
-        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
-        if self.kind != self._wanted_kind(len(self)):
-            self._rebuild(self._wanted_kind(len(self)))
+        with self._build_threads(len(ids)):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            if self.kind != self._wanted_kind(len(self)):
+                self._rebuild(self._wanted_kind(len(self)))
+
+    @contextmanager
+    def _build_threads(self, batch: int) -> Iterator[None]:
+        """All build threads while a large batch goes into the graph, then back to the search setting."""
+        if batch < _PARALLEL_BUILD_MIN:
+            yield
+            return
+        faiss.omp_set_num_threads(self.settings.build_threads or os.cpu_count() or 1)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(self.settings.search_threads)
 
     def relabel(self, ids: Sequence[int], labels: Sequence[VectorLabel]) -> None:
         """Nothing to do: FAISS keeps no labels."""
@@ -81,7 +97,8 @@ class FaissIndex:
             return
         self._tombstones.update(int(i) for i in ids)
         if len(self._tombstones) > _COMPACT_RATIO * max(self._index.ntotal, 1):
-            self._rebuild(self._wanted_kind(len(self)))
+            with self._build_threads(len(self)):
+                self._rebuild(self._wanted_kind(len(self)))
 
     def search(self, queries: np.ndarray, k: int, scope: SearchScope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k); missing slots have id -1. SCOPE restricts the candidates."""
