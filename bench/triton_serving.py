@@ -12,45 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from tests.servers import TritonServer
 
 from prodmatch.config import Settings
+from prodmatch.models.bench import BenchRow, bench_embedder
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import create_embedder, ensure_bundle
 from prodmatch.models.triton.embedder import TritonEmbedder
 from prodmatch.models.triton.repository import RepositoryOptions, write_triton_repository
 
 
-def median_ms(run: Callable[[], Any], repeats: int) -> float:
-    run()  # warm-up
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+def per_request_ms(embedder: Embedder, runtime: str, batch: int, repeats: int) -> dict[str, float]:
+    """{tower}_ms per request and {tower}s_per_s, from the same timing loop as `prodmatch model bench`."""
+    rows = bench_embedder(embedder, runtime, [batch], repeats)
+    return {key: value for row in rows for key, value in _columns(row).items()}
 
 
-def measure(embedder: Embedder, batch: int, repeats: int) -> dict[str, float]:
-    crop = embedder.manifest.image.preprocess.crop
-    pixels = np.random.default_rng(0).standard_normal((batch, 3, crop, crop)).astype(np.float32)
-    texts = [f"slim fit cotton shirt in blue, size {i}" for i in range(batch)]
-    image_ms = median_ms(lambda: embedder.embed_pixels(pixels), repeats)
-    text_ms = median_ms(lambda: embedder.embed_texts(texts), repeats)
-    return {
-        "image_ms": round(image_ms, 2),
-        "images_per_s": round(batch * 1000 / image_ms, 1),
-        "text_ms": round(text_ms, 2),
-        "texts_per_s": round(batch * 1000 / text_ms, 1),
-    }
+def _columns(row: BenchRow) -> dict[str, float]:
+    return {f"{row.tower}_ms": round(row.ms_per_item * row.batch, 2), f"{row.tower}s_per_s": round(row.items_per_s, 1)}
 
 
 def main() -> None:
@@ -73,8 +55,8 @@ def main() -> None:
             }
             for batch in (int(b) for b in args.batches.split(",")):
                 repeats = max(3, args.repeats // max(1, batch // 4))
-                rows = {"local": measure(local, batch, repeats)}
-                rows |= {f"triton-{p}": measure(remote, batch, repeats) for p, remote in remotes.items()}
+                rows = {"local": per_request_ms(local, "local", batch, repeats)}
+                rows |= {f"triton-{p}": per_request_ms(r, f"triton-{p}", batch, repeats) for p, r in remotes.items()}
                 for runtime, row in rows.items():
                     overhead = {
                         f"{tower}_overhead_ms": round(row[f"{tower}_ms"] - rows["local"][f"{tower}_ms"], 2)

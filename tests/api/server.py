@@ -9,13 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
-
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
-from prodmatch.config import Settings
-from prodmatch.stores.datadir import DataDir
 
 PRODMATCH = [sys.executable, "-m", "prodmatch"]
 
@@ -51,14 +46,3 @@ def _ready(base: str) -> bool:
         return httpx.get(f"{base}/ready", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def ingest_myntra_sample(settings: Settings, myntra: Path, rows: int) -> None:
-    """The first ROWS products of myntra-dev ingested with the offline model into SETTINGS' catalog."""
-    catalog = Path(settings.data_dir).parent / f"catalog-{rows}.csv"
-    catalog.write_text("".join((myntra / "catalog.csv").read_text().splitlines(keepends=True)[: rows + 1]))
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    CatalogIngester(datadir).ingest_file(
-        catalog, ColumnOptions("ProductId", "ProductTitle", "Image"), myntra / "images"
-    )
-    datadir.close()

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prodmatch.api.app import create_app
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
 from prodmatch.config import Settings
 from prodmatch.eval.calibrate import calibrate_decisions
 from prodmatch.matching.service import MatchService
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.datadir import DataDir
+from tests.samples import ingest_myntra
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,7 @@ def myntra_settings(
 ) -> Settings:
     settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("api-data")})
     settings.serve.batch_wait_ms = 30.0  # wide enough that concurrent test requests share batches
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    CatalogIngester(datadir).ingest_file(myntra / "catalog.csv", ColumnOptions("ProductId", "ProductTitle", "Image"))
+    datadir = ingest_myntra(settings, myntra)
     calibrate_decisions(MatchService(datadir), sample=100)
     datadir.close()
     return settings

@@ -16,7 +16,7 @@ from prodmatch.api.app import create_app
 from prodmatch.api.state import OPEN_RETRY_S
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
-from tests.api.server import ingest_myntra_sample
+from tests.samples import ingest_myntra
 from tests.servers import PostgresServer
 
 QUERY = {"text": "yellow t-shirt", "top_k": 3}
@@ -41,7 +41,7 @@ def pg_settings(
             "vectors_url": url.replace("postgresql://", "pgvector://", 1),
         }
     )
-    ingest_myntra_sample(settings, myntra, 12)
+    ingest_myntra(settings, myntra, rows=12).close()
     return settings
 
 

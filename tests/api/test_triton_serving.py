@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from prodmatch.api.app import create_app
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
-from tests.api.server import free_port, ingest_myntra_sample
+from tests.api.server import free_port
 from tests.api.test_store_outage import wait_until_ready
+from tests.samples import ingest_myntra
 from tests.servers import TritonServer
 
 TEXTS = ["yellow t-shirt", "black sports shorts", "white shirt for boys"]
@@ -35,7 +36,7 @@ def local_settings(
     base_settings: Settings, offline_bundle: Bundle, myntra: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("triton") / "data"})
-    ingest_myntra_sample(settings, myntra, 40)
+    ingest_myntra(settings, myntra, rows=40).close()
     return settings
 
 

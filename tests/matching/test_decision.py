@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
 from prodmatch.config import Settings
 from prodmatch.eval.calibrate import calibrate_decisions
 from prodmatch.matching.decision import DECISION_KEY, decide, fit, from_meta, margin_of, split_scores
 from prodmatch.matching.service import MatchService
 from prodmatch.models.bundle import Bundle
-from prodmatch.stores.datadir import DataDir
+from tests.samples import ingest_myntra
 
 
 def test_fit_separates_matches_from_look_alikes_using_the_margin() -> None:
@@ -48,8 +47,7 @@ def calibrated(
     base_settings: Settings, myntra: Path, tmp_path_factory: pytest.TempPathFactory, offline_bundle: Bundle
 ) -> Iterator[MatchService]:
     settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("calibrated")})
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    CatalogIngester(datadir).ingest_file(myntra / "catalog.csv", ColumnOptions("ProductId", "ProductTitle", "Image"))
+    datadir = ingest_myntra(settings, myntra)
     service = MatchService(datadir)
     calibrate_decisions(service, sample=120)
     yield service

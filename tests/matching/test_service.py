@@ -18,8 +18,7 @@ from prodmatch.models.bundle import Bundle
 from prodmatch.models.preprocess import open_image
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import parse_filters
-
-MYNTRA_COLUMNS = ColumnOptions("ProductId", "ProductTitle", "Image")
+from tests.samples import ingest_myntra
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +26,7 @@ def myntra_service(
     base_settings: Settings, myntra: Path, tmp_path_factory: pytest.TempPathFactory, offline_bundle: Bundle
 ) -> Iterator[MatchService]:
     settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("myntra")})
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    CatalogIngester(datadir).ingest_file(myntra / "catalog.csv", MYNTRA_COLUMNS)
+    datadir = ingest_myntra(settings, myntra)
     yield MatchService(datadir)
     datadir.close()
 
