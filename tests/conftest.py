@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,11 +15,25 @@ from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import create_embedder, ensure_bundle
+from tests.servers import MongoWireServer, PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # Bundles are real exports; they are cached between runs (CI starts empty and exports once).
 MODELS_DIR = Path(os.environ.get("PRODMATCH_TEST_MODELS_DIR", REPO / ".cache" / "test-models"))
+
+
+def _forget_prodmatch_settings() -> None:
+    """Drop the PRODMATCH_ settings of whoever runs the tests (a developer's PRODMATCH_METADATA_URL, say): a test
+    must only ever touch the stores it made itself. Tests that need a setting pass it explicitly."""
+    names = {name.upper() for name in Settings.model_fields}
+    for key in list(os.environ):
+        field = key.removeprefix("PRODMATCH_").split("__", 1)[0]
+        if key.startswith("PRODMATCH_") and field in names:
+            del os.environ[key]
+
+
+_forget_prodmatch_settings()
 
 
 def myntra_ingest_command(myntra: Path, model: str = "offline-effnet-minilm") -> list[str]:
@@ -105,3 +122,48 @@ def triton_repository(
     for bundle in (offline_bundle, clip_random_bundle):
         write_triton_repository(bundle, repository, RepositoryOptions(backend="python", intra_op_threads=1))
     return repository
+
+
+_NAMES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[MongoWireServer]:
+    server = MongoWireServer()
+    yield server
+    server.close()
+
+
+def database_name(request: pytest.FixtureRequest) -> str:
+    """A database name unique to this test (and valid everywhere: lower case, digits, underscores)."""
+    return f"t{next(_NAMES)}_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+
+
+StoreUrl = Callable[[str], str]
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> StoreUrl:
+    """store_url(KIND): a URL of a fresh, empty store of that kind for this test (servers start on first use)."""
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / 'metadata.db'}"
+        if kind == "faiss":
+            return f"faiss://{tmp_path / 'faiss'}"
+        if kind == "qdrant+local":
+            return f"qdrant+local://{tmp_path / 'qdrant'}"
+        if kind == "mongodb":
+            return str(request.getfixturevalue("mongo_server").url(database_name(request)))
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
+        url = postgres.create_database(database_name(request))
+        return url if kind == "postgresql" else url.replace("postgresql://", "pgvector://", 1)
+
+    return make

@@ -88,7 +88,7 @@ def settings_for(ctx: typer.Context, data_dir: Path | None = None) -> Settings:
     overrides = dict(ctx.find_root().obj or {})
     if data_dir:
         overrides["data_dir"] = data_dir
-    return Settings().model_copy(update=overrides)
+    return Settings(**overrides)
 
 
 def photos_in(folder: Path | None) -> list[Path]:
@@ -144,6 +144,7 @@ def ingest(
     from prodmatch.stores.datadir import DataDir
 
     settings = settings_for(ctx, data_dir)
+    err.print(f"[cyan]ingesting into the {settings.location().describe()}")
     datadir = DataDir.open(settings, model=model, create=True, announce=lambda m: err.print(f"[cyan]{m}"))
     columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
     try:
@@ -332,6 +333,7 @@ def products_delete(ctx: typer.Context, product_id: str, data_dir: DataDirOption
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="catalog to evaluate on (a temporary index is built)")],
     model: ModelOption = None,
     images_root: ImagesRoot = None,
@@ -355,7 +357,7 @@ def evaluate(
     kinds = list(QUERY_KINDS) if queries == "both" else [queries]
     columns = ColumnOptions(id_col, name_col, image_col, text_cols.split(",") if text_cols else None)
     report = evaluate_catalog(
-        Settings(), catalog, columns, images_root, model, kinds, seed, lambda m: err.print(f"[cyan]{m}"), holdout
+        settings_for(ctx), catalog, columns, images_root, model, kinds, seed, lambda m: err.print(f"[cyan]{m}"), holdout
     )
     if as_json:
         print_json(report)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +14,45 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 def _default_models_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "prodmatch" / "models"
+
+
+@dataclass(frozen=True)
+class CatalogLocation:
+    """Where one catalog's data lives: a folder (thumbnails, uploads) and the two stores.
+
+    Every code path that opens a catalog is given one of these, so where its writes go is explicit: the
+    configured catalog (Settings.location()) or a private one (embedded()) that nothing else can reach.
+    """
+
+    folder: Path
+    metadata_url: str
+    vectors_url: str
+
+    @classmethod
+    def embedded(cls, folder: Path) -> CatalogLocation:
+        """A catalog wholly inside FOLDER (SQLite + FAISS files), whatever the environment and flags say."""
+        folder = Path(folder).resolve()
+        return cls(folder, f"sqlite:///{folder / 'metadata.db'}", f"faiss://{folder}")
+
+    @property
+    def is_embedded_in_folder(self) -> bool:
+        """True when both stores are files inside the folder (a data dir that holds everything)."""
+        return self == CatalogLocation.embedded(self.folder)
+
+    def describe(self) -> str:
+        """One line naming where the data goes (passwords hidden)."""
+        if self.is_embedded_in_folder:
+            return f"catalog in {self.folder} (SQLite + FAISS)"
+        metadata, vectors = _without_password(self.metadata_url), _without_password(self.vectors_url)
+        return f"catalog with metadata at {metadata} and vectors at {vectors}"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RuntimeSettings(BaseModel):
@@ -89,8 +130,9 @@ class Settings(BaseSettings):
     matching: MatchingSettings = MatchingSettings()
     serve: ServeSettings = ServeSettings()
 
-    def resolved_metadata_url(self) -> str:
-        return self.metadata_url or f"sqlite:///{Path(self.data_dir) / 'metadata.db'}"
-
-    def resolved_vectors_url(self) -> str:
-        return self.vectors_url or f"faiss://{Path(self.data_dir).resolve()}"
+    def location(self) -> CatalogLocation:
+        """The configured catalog: the data dir, with the store URLs from flags or environment when given."""
+        embedded = CatalogLocation.embedded(Path(self.data_dir))
+        return CatalogLocation(
+            embedded.folder, self.metadata_url or embedded.metadata_url, self.vectors_url or embedded.vectors_url
+        )

@@ -20,7 +20,7 @@ from prodmatch.matching.service import MatchResult, MatchService
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import parse_filters
-from tests.stores.conftest import StoreUrl
+from tests.conftest import StoreUrl
 
 MODEL = "offline-effnet-minilm"
 METADATA = ("sqlite", "postgresql", "mongodb")

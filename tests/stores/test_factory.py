@@ -9,7 +9,7 @@ import pytest
 from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
 from prodmatch.stores.factory import open_metadata_store, open_vector_index
-from tests.stores.conftest import StoreUrl
+from tests.conftest import StoreUrl
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mongodb"])

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 from prodmatch.stores.filters import parse_filters
 from prodmatch.stores.migrations import upgrade
 from prodmatch.stores.sql import SqlMetadataStore, make_engine
-from tests.stores.conftest import StoreUrl
+from tests.conftest import StoreUrl
 
 
 def first_schema_with_a_product(url: str, forget_versions: bool) -> None:

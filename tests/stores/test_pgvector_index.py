@@ -10,7 +10,7 @@ from prodmatch.stores.filters import parse_filters, searchable
 from prodmatch.stores.pgvector_index import PgVectorIndex
 from prodmatch.stores.protocols import SearchScope
 from prodmatch.stores.records import VectorLabel
-from tests.stores.conftest import StoreUrl
+from tests.conftest import StoreUrl
 
 DIMS = 16
 

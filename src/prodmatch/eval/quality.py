@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
-from prodmatch.config import Settings
+from prodmatch.config import CatalogLocation, Settings
 from prodmatch.eval.alter import customer_photo
 from prodmatch.matching.decision import margin_of
 from prodmatch.matching.service import DECISION_DEPTH, MatchService, rank
@@ -43,11 +43,14 @@ def evaluate_catalog(
     announce: Callable[[str], None] = lambda _m: None,
     holdout: float = 0.2,
 ) -> dict[str, Any]:
-    """Build a throwaway index of CATALOG and measure retrieval quality for each query kind."""
+    """Build a throwaway catalog of CATALOG and measure retrieval quality for each query kind.
+
+    The catalog is private: SQLite + FAISS in a temporary folder, deleted afterwards. Evaluation deletes products
+    and recalibrates, so it must never reach the configured stores (PRODMATCH_METADATA_URL, --vectors-url...)."""
     with tempfile.TemporaryDirectory(prefix="prodmatch-eval-") as tmp:
-        datadir = DataDir.open(
-            settings.model_copy(update={"data_dir": Path(tmp)}), model=model, create=True, announce=announce
-        )
+        location = CatalogLocation.embedded(Path(tmp))
+        announce(f"evaluating in a temporary {location.describe()}; the configured catalog is not touched")
+        datadir = DataDir.open(settings, location=location, model=model, create=True, announce=announce)
         try:
             ingest = CatalogIngester(datadir).ingest_file(catalog, columns, images_root)
             products = datadir.store.page(0, datadir.store.count())

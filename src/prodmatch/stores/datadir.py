@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from prodmatch.config import Settings
+from prodmatch.config import CatalogLocation, Settings
 from prodmatch.errors import ModelMismatchError, NotFoundError
 from prodmatch.models.bundle import Bundle, is_bundle
 from prodmatch.models.embedder import Embedder
@@ -56,8 +56,11 @@ class RepairReport(BaseModel):
 class DataDir:
     """Opened stores for one data dir. Indexes and the model load on first use."""
 
-    def __init__(self, path: Path, settings: Settings, store: MetadataStore, record: ModelRecord) -> None:
-        self.path = path
+    def __init__(
+        self, location: CatalogLocation, settings: Settings, store: MetadataStore, record: ModelRecord
+    ) -> None:
+        self.location = location
+        self.path = location.folder
         self.settings = settings
         self.store = store
         self.record = record
@@ -70,17 +73,20 @@ class DataDir:
         cls,
         settings: Settings,
         *,
+        location: CatalogLocation | None = None,
         model: str | None = None,
         create: bool = False,
         announce: Callable[[str], None] = lambda _message: None,
     ) -> DataDir:
-        """Open the catalog of settings.data_dir (and its store URLs). With CREATE, a new one is set up for
-        MODEL (or the default model)."""
-        path = Path(settings.data_dir)
-        if settings.metadata_url is None and not (path / METADATA_FILE).exists() and not create:
+        """Open the catalog at LOCATION (default: the configured one, settings.location()); only the location
+        decides where data is read and written. With CREATE, a new one is set up for MODEL (or the default)."""
+        location = location or settings.location()
+        path = location.folder
+        embedded_metadata = location.metadata_url == CatalogLocation.embedded(path).metadata_url
+        if embedded_metadata and not (path / METADATA_FILE).exists() and not create:
             raise NotFoundError(_no_catalog(path))
         path.mkdir(parents=True, exist_ok=True)
-        store = open_metadata_store(settings.resolved_metadata_url())
+        store = open_metadata_store(location.metadata_url)
         saved = store.get_meta(MODEL_KEY)
         if saved is None and not create:
             store.close()
@@ -89,20 +95,18 @@ class DataDir:
             record = ModelRecord.model_validate(saved)
             if model is not None:
                 _refuse_other_model(record, model, path)
-            return cls(path, settings, store, record)
+            return cls(location, settings, store, record)
         if model is None:
             model, why = choose_default_model(settings)
             announce(f"model: {why}")
         record = ModelRecord.of(ensure_bundle(model, settings))
         store.set_meta(MODEL_KEY, record.model_dump())
-        return cls(path, settings, store, record)
+        return cls(location, settings, store, record)
 
     def index(self, space: str) -> VectorIndex:
         """The index for SPACE, checked against the stored vectors (and repaired) when first opened."""
         if space not in self._indexes:
-            index = open_vector_index(
-                self.settings.resolved_vectors_url(), space, self.record.spaces[space], self.settings.index
-            )
+            index = open_vector_index(self.location.vectors_url, space, self.record.spaces[space], self.settings.index)
             self._reconcile(space, index)
             self._indexes[space] = index
         return self._indexes[space]
