@@ -1,20 +1,32 @@
-"""Shared fixtures: the sample data beside the checkout, real model bundles exported once per run."""
+"""Shared fixtures: the sample data beside the checkout, real model bundles exported once per run, and the fast
+tier's fake model (tests/fakes.py) with a sample catalog built with it once per run and copied for each test.
+
+Tiers: a test that asks for a real model bundle (REAL_MODEL_FIXTURES) is marked `slow` here, wherever it lives, so
+`pytest -m "not slow and not browser"` never exports or runs a real model; CI runs everything.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from prodmatch.catalog.ingest import IngestReport
+from prodmatch.composition import Catalog
 from prodmatch.config import Settings
+from prodmatch.matching.decision import DECISION_KEY, to_meta
 from prodmatch.models.bundle import Bundle
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import create_embedder, ensure_bundle
+from tests.fakes import KNOWN_CALIBRATIONS, FakeEmbedders, make_fake_bundle
+from tests.samples import MYNTRA_COLUMNS
 from tests.servers import MongoWireServer, PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +46,15 @@ def _forget_prodmatch_settings() -> None:
 
 
 _forget_prodmatch_settings()
+
+# Fixtures that export (first run) and load real model bundles: whoever uses one is in the slow tier.
+REAL_MODEL_FIXTURES = frozenset({"offline_bundle", "clip_random_bundle", "offline_embedder", "triton_repository"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def myntra_ingest_command(myntra: Path, model: str = "offline-effnet-minilm") -> list[str]:
@@ -80,8 +101,9 @@ def base_settings() -> Settings:
 
 @pytest.fixture
 def settings(base_settings: Settings, tmp_path: Path) -> Settings:
-    """Settings with a fresh data dir per test and the shared bundle cache."""
-    return base_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    """Settings with a fresh data dir per test and the shared bundle cache. A deep copy: a test that changes a
+    nested setting (settings.serve...) must not change it for the tests after it."""
+    return base_settings.model_copy(update={"data_dir": tmp_path / "data"}, deep=True)
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +119,54 @@ def clip_random_bundle(base_settings: Settings) -> Bundle:
 @pytest.fixture(scope="session")
 def offline_embedder(offline_bundle: Bundle, base_settings: Settings) -> Embedder:
     return create_embedder(offline_bundle, base_settings)
+
+
+@pytest.fixture(scope="session")
+def fake_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The fake model's bundle: separate image (192-d) and text (96-d) spaces, like the offline model."""
+    return make_fake_bundle(tmp_path_factory.mktemp("fake-bundle"))
+
+
+@pytest.fixture(scope="session")
+def fake_shared_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The fake model with one shared space (text queries also search photos), like CLIP."""
+    return make_fake_bundle(tmp_path_factory.mktemp("fake-shared-bundle"), shared_space=True)
+
+
+@pytest.fixture
+def fake_embedders() -> FakeEmbedders:
+    """The fake model factory for Catalog.open / open_catalog / create_app; it keeps what it made."""
+    return FakeEmbedders()
+
+
+@dataclass(frozen=True)
+class BuiltCatalog:
+    data_dir: Path
+    report: IngestReport  # what building it reported
+
+
+@pytest.fixture(scope="session")
+def fake_myntra_template(
+    base_settings: Settings, myntra: Path, fake_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+) -> BuiltCatalog:
+    """myntra-dev ingested once per run with the fake model, with KNOWN_CALIBRATIONS as its decision (so tests
+    know exactly what the decision must be). Never opened by a test: fake_myntra gives each test its own copy."""
+    settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("fake-myntra") / "data"})
+    catalog = Catalog.open(settings, model=str(fake_bundle.folder), create=True, embedders=FakeEmbedders())
+    try:
+        report = catalog.ingester().ingest_file(myntra / "catalog.csv", MYNTRA_COLUMNS)
+        catalog.store.set_meta(DECISION_KEY, to_meta(KNOWN_CALIBRATIONS))
+    finally:
+        catalog.close()
+    return BuiltCatalog(settings.data_dir, report)
+
+
+@pytest.fixture
+def fake_myntra(fake_myntra_template: BuiltCatalog, settings: Settings) -> Settings:
+    """Settings of this test's own copy of the fake-model myntra-dev catalog (SQLite + FAISS files: a copy is a
+    few milliseconds), so a test may change it without touching any other test."""
+    shutil.copytree(fake_myntra_template.data_dir, settings.data_dir)
+    return settings
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
@@ -75,7 +76,7 @@ class RuntimeSettings(BaseModel):
 class IndexSettings(BaseModel):
     """Vector index choice: exact below the threshold, HNSW above it, unless forced."""
 
-    kind: str = Field("auto", description="auto | flat | hnsw")
+    kind: Literal["auto", "flat", "hnsw"] = "auto"
     exact_threshold: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
@@ -89,9 +90,17 @@ class IndexSettings(BaseModel):
 
 
 class MatchingSettings(BaseModel):
-    """How a text query's text-to-text and text-to-image scores are combined (shared spaces only)."""
+    """How scores combine (text_weight: a text query's text and image scores, shared spaces only), and learning
+    from feedback."""
 
     text_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # A confirmed query photo (POST /v1/feedback) becomes one more photo of the product. Query photos are kept
+    # for keep_query_photos_days so that feedback can come later; then they are deleted.
+    learn_from_feedback: bool = True
+    keep_query_photos_days: float = Field(7.0, ge=0)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class ServeSettings(BaseModel):
@@ -106,6 +115,18 @@ class ServeSettings(BaseModel):
     # for a query that arrives to an idle model, so it is kept short.
     batch_wait_ms: float = Field(2.0, ge=0, description="longest a query waits for others to share its batch")
     cache_entries: int = Field(2048, ge=1, description="query embeddings kept (LRU)")
+    max_json_bytes: int = Field(64 * 1024, description="larger bodies on routes without uploads get 413")
+    # A model call that takes longer fails the request (503 model_timeout) instead of holding a worker forever.
+    model_timeout_s: float = Field(30.0, gt=0)
+    # API keys: None = required once the catalog has any key, and always when listening beyond loopback.
+    require_keys: bool | None = None
+    insecure_no_auth: bool = Field(False, description="serve beyond loopback without API keys (not recommended)")
+    # Token buckets per API key and per client address; rate 0 turns limits off.
+    rate_per_s: float = Field(50.0, ge=0)
+    rate_burst: int = Field(100, ge=1)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from a browser")
+    log_level: str = "info"
+    log_json: bool = True
 
 
 class Settings(BaseSettings):

@@ -47,3 +47,27 @@ class StoreUnavailableError(ProdmatchError):
 
 class StoreConfigError(ProdmatchError):
     """A store URL is malformed, names an unknown scheme, or needs a driver that is not installed."""
+
+
+class AuthenticationError(ProdmatchError):
+    """A request without a valid API key (missing, unknown or revoked): 401."""
+
+
+class PermissionDeniedError(ProdmatchError):
+    """A valid API key without the scope the request needs: 403."""
+
+
+class RateLimitedError(ProdmatchError):
+    """Too many requests from one key or address: 429, with the seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelTimeoutError(ModelServerUnavailableError):
+    """The model did not answer within the time limit; the request may be retried."""
+
+
+class UnknownProductError(ProdmatchError, ValueError):
+    """A request names a product that does not exist where one is required (feedback): 422."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,14 +69,41 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def wait_until(page: Page, expression: str, within_s: float = 30) -> None:
+    """Poll EXPRESSION until it is true. (page.wait_for_function evaluates its predicate with eval(), which the
+    UI's Content-Security-Policy forbids, as it should.)"""
+    deadline = time.monotonic() + within_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {within_s} s: {expression}"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def page(browser: Browser, server: str) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     page.goto(server)
     page.wait_for_selector("select[data-facet='Colour']")
     yield page
     context.close()
+    assert violations == [], "the UI broke its own Content-Security-Policy"
+
+
+def test_feedback_buttons_confirm_the_shown_product(page: Page, myntra: Path) -> None:
+    page.set_input_files("#file", str(myntra / "images" / "36310.jpg"))
+    page.wait_for_selector("#results .card")
+    page.click("#results li:first-child .verdict button.yes")
+    page.wait_for_selector("#results li:first-child .verdict span")
+    assert "confirmed" in page.inner_text("#results li:first-child .verdict")
+    page.click("#results li:nth-child(2) .verdict button.no")
+    page.wait_for_selector("#results li:nth-child(2) .verdict span")
+    assert "not this one" in page.inner_text("#results li:nth-child(2) .verdict")
+    assert page.locator("dialog[open]").count() == 0  # the buttons do not open the detail view
 
 
 def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path, shots: Path) -> None:
@@ -86,7 +114,7 @@ def test_photo_upload_shows_a_match_with_scores(page: Page, myntra: Path, shots:
     assert "Blazing Yellow" in page.inner_text("#results li:first-child .name")
     assert page.locator("#results .score .fill").count() == 12
     assert page.locator("#keywords li").count() > 0
-    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")
+    wait_until(page, "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth)")
     page.screenshot(path=shots / "02-photo-match.png", full_page=True)
 
 
@@ -124,6 +152,6 @@ def test_phone_width_layout(browser: Browser, server: str, myntra: Path, shots: 
     phone.wait_for_selector("#results .card")
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways
-    phone.wait_for_function("[...document.querySelectorAll('#results img')].slice(0, 4).every(i => i.complete)")
+    wait_until(phone, "[...document.querySelectorAll('#results img')].slice(0, 4).every(i => i.complete)")
     phone.screenshot(path=shots / "05-phone.png")
     context.close()

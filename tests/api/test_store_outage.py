@@ -1,5 +1,6 @@
 """A real PostgreSQL (metadata + pgvector) stopped and started under a running app: 503 while it is down,
-recovery without a restart, /ready saying which part is down; the CLI exits with a clear message."""
+recovery without a restart, /ready saying which part is down; the CLI exits with a clear message. The model is the
+fake one (tests/fakes.py): these tests are about the stores."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prodmatch.api.app import create_app
 from prodmatch.api.state import OPEN_RETRY_S
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle
+from tests.fakes import FakeEmbedders
 from tests.samples import ingest_myntra
 from tests.servers import PostgresServer
 
@@ -31,7 +33,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def pg_settings(
-    postgres: PostgresServer, base_settings: Settings, offline_bundle: Bundle, myntra: Path, tmp_path: Path
+    postgres: PostgresServer, base_settings: Settings, fake_bundle: Bundle, myntra: Path, tmp_path: Path
 ) -> Settings:
     url = postgres.create_database("catalog")
     settings = base_settings.model_copy(
@@ -41,7 +43,7 @@ def pg_settings(
             "vectors_url": url.replace("postgresql://", "pgvector://", 1),
         }
     )
-    ingest_myntra(settings, myntra, rows=12).close()
+    ingest_myntra(settings, myntra, rows=12, model=str(fake_bundle.folder), embedders=FakeEmbedders()).close()
     return settings
 
 
@@ -52,8 +54,10 @@ def wait_until_ready(client: TestClient, within_s: float = 30) -> None:
         time.sleep(OPEN_RETRY_S / 2)
 
 
-def test_database_dropping_mid_run_gives_503_then_recovers(postgres: PostgresServer, pg_settings: Settings) -> None:
-    with TestClient(create_app(pg_settings)) as client:
+def test_database_dropping_mid_run_gives_503_then_recovers(
+    postgres: PostgresServer, pg_settings: Settings, fake_embedders: FakeEmbedders
+) -> None:
+    with TestClient(create_app(pg_settings, embedders=fake_embedders)) as client:
         assert client.get("/ready").status_code == 200
         before = client.post("/v1/match/text", json=QUERY).json()["matches"]
         postgres.stop()
@@ -69,10 +73,10 @@ def test_database_dropping_mid_run_gives_503_then_recovers(postgres: PostgresSer
 
 
 def test_database_down_at_start_up_leaves_the_app_unready_until_it_returns(
-    postgres: PostgresServer, pg_settings: Settings
+    postgres: PostgresServer, pg_settings: Settings, fake_embedders: FakeEmbedders
 ) -> None:
     postgres.stop()
-    with TestClient(create_app(pg_settings)) as client:
+    with TestClient(create_app(pg_settings, embedders=fake_embedders)) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert "unavailable" in ready.json()["parts"]["catalog"]["error"]

@@ -18,7 +18,7 @@ from sqlalchemy import MetaData, create_engine, select
 
 from prodmatch.stores.factory import open_metadata_store
 from prodmatch.stores.records import QueryLogEntry
-from prodmatch.stores.sql import sqlalchemy_url
+from prodmatch.stores.sql_engine import sqlalchemy_url
 from tests.conftest import StoreUrl
 
 PRODUCTS = 40

@@ -1,59 +1,112 @@
-"""`prodmatch eval` on myntra-dev with the offline pair: the quality bar of the catalog issue."""
+"""`prodmatch eval`: its bookkeeping in a private catalog (fast tier, fake model) and the quality bar on myntra-dev
+with the real offline model (slow tier)."""
 
 from __future__ import annotations
 
+import csv
+import functools
+import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from prodmatch.catalog.ingest import ColumnOptions
+from prodmatch.composition import open_catalog
 from prodmatch.config import Settings
-from prodmatch.eval.alter import customer_photo
-from prodmatch.eval.quality import evaluate_catalog, summarise, text_query
+from prodmatch.eval import quality
+from prodmatch.eval.quality import EvalRequest, evaluate_catalog, summarise
 from prodmatch.models.bundle import Bundle
-from prodmatch.models.preprocess import open_image
-from prodmatch.stores.records import Product
-
-
-@pytest.mark.slow
-def test_myntra_image_recall_at_1_is_at_least_095(
-    myntra: Path, base_settings: Settings, offline_bundle: Bundle
-) -> None:
-    report = evaluate_catalog(
-        base_settings,
-        myntra / "catalog.csv",
-        ColumnOptions("ProductId", "ProductTitle", "Image"),
-        None,
-        "offline-effnet-minilm",
-        ["images", "text"],
-    )
-    images, text = report["metrics"]["images"], report["metrics"]["text"]
-    assert report["products"] == 250 and images["n"] == 250 and text["n"] == 250
-    assert images["recall@1"] >= 0.95
-    assert images["byte_identical_duplicates_only"]["recall@1"] <= images["recall@1"]
-    assert 0 < text["recall@1"] <= text["recall@5"] <= 1
-
-
-def test_customer_photo_is_a_different_but_decodable_jpeg(myntra: Path) -> None:
-    source = open_image(myntra / "images" / "36310.jpg")
-    data = customer_photo(source, np.random.default_rng(1))
-    altered = open_image(data)
-    assert data[:2] == b"\xff\xd8" and altered.size != source.size
-    assert customer_photo(source, np.random.default_rng(1)) == data  # seeded: reproducible
-
-
-def test_text_query_uses_attributes_and_part_of_the_name() -> None:
-    product = Product(
-        "1",
-        "Mr.Men Boys Blazing Yellow T-shirt",
-        "",
-        {"Colour": "Yellow", "Gender": "Boys", "ImageURL": "http://x/y.jpg", "n": 3},
-    )
-    query = text_query(product, np.random.default_rng(0))
-    assert query.startswith("Yellow Boys ") and "http" not in query
-    assert len(query.split()) == 2 + 3  # two attributes, half of the five name words (rounded up)
+from tests.fakes import FakeEmbedders
+from tests.samples import MYNTRA_COLUMNS
 
 
 def test_summarise_counts_ranks() -> None:
     assert summarise([1, 2, None, 1]) == {"n": 4, "recall@1": 0.5, "recall@5": 0.75, "mrr": 0.625}
+    assert summarise([6, None]) == {"n": 2, "recall@1": 0.0, "recall@5": 0.0, "mrr": round(1 / 12, 4)}
+    assert summarise([]) == {"n": 0, "recall@1": 0.0, "recall@5": 0.0, "mrr": 0.0}
+
+
+def distinct_products(fake_myntra: Settings, myntra: Path, folder: Path, count: int) -> Path:
+    """A catalog of COUNT myntra-dev products that have no duplicate listing (so holding one out holds out one)."""
+    with open_catalog(fake_myntra, embedders=FakeEmbedders()) as catalog:
+        listed_twice = {pid for group in catalog.store.duplicate_groups() for pid in group}
+    with (myntra / "catalog.csv").open(newline="") as source:
+        reader = csv.DictReader(source)
+        rows = [row for row in reader if row["ProductId"] not in listed_twice][:count]
+        fields = reader.fieldnames or []
+    target = folder / "catalog.csv"
+    with target.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_eval_holds_out_a_share_in_a_private_catalog_and_leaves_the_configured_one_alone(
+    fake_myntra: Settings, fake_bundle: Bundle, myntra: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # eval has no seam for the model: its one way of opening a catalog is given the fake's factory
+    monkeypatch.setattr(quality, "open_catalog", functools.partial(open_catalog, embedders=FakeEmbedders()))
+    catalog = distinct_products(fake_myntra, myntra, tmp_path, 20)
+    configured = folder_files(fake_myntra.data_dir)
+    said: list[str] = []
+    request = EvalRequest(catalog, MYNTRA_COLUMNS, myntra / "images", str(fake_bundle.folder), ("text",), holdout=0.2)
+    report = evaluate_catalog(fake_myntra, request, said.append)
+
+    assert folder_files(fake_myntra.data_dir) == configured  # the configured catalog (this data dir) is untouched
+    private = Path(re.findall(r"(/\S*prodmatch-eval-\w+)", " ".join(said))[0])
+    assert not private.is_relative_to(fake_myntra.data_dir) and not private.exists()  # and the private one is gone
+    assert (report["products"], report["rejected"], report["duplicate_groups"]) == (20, 0, 0)
+    assert set(report["metrics"]) == {"text"} and report["metrics"]["text"]["n"] == 20
+    decision = report["decision"]["text"]
+    assert (decision["in_catalog_queries"], decision["held_out_queries"]) == (16, 4)
+    assert 0 <= decision["precision"] <= 1 and 0 <= decision["recall"] <= 1
+    assert decision["false_match_rate_held_out"] in {0.0, 0.25, 0.5, 0.75, 1.0}  # a share of the 4 held out
+
+
+# The quality bar: the real offline model on the whole of myntra-dev (250 products; seed 0; 20% held out for the
+# decision). Measured on this data (2 cores, ONNX Runtime fp32, prodmatch as of this test):
+#   image queries  recall@1 0.964  recall@5 0.976  MRR 0.971   (byte-identical duplicates only: recall@1 0.896)
+#   text queries   recall@1 0.520  recall@5 0.772  MRR 0.632
+#   decision, image: precision 0.942, recall 0.817, false matches on held-out photos 0.129 (9 of 70)
+#   decision, text:  precision 0.416, recall 0.233, false matches on held-out texts 0.414
+# The floors sit a few queries below (one query moves recall by 0.004, a decision by 0.0055), so run-to-run noise
+# (thread scheduling in ONNX Runtime) passes and a change that costs real quality fails.
+FLOORS = {
+    ("metrics", "image", "recall@1"): 0.95,
+    ("metrics", "image", "recall@5"): 0.96,
+    ("metrics", "image", "mrr"): 0.95,
+    ("metrics", "text", "recall@1"): 0.48,
+    ("metrics", "text", "recall@5"): 0.73,
+    ("decision", "image", "precision"): 0.90,
+    ("decision", "image", "recall"): 0.77,
+    ("decision", "text", "precision"): 0.35,
+    ("decision", "text", "recall"): 0.18,
+}
+CEILINGS = {
+    ("decision", "image", "false_match_rate_held_out"): 0.18,
+    ("decision", "text", "false_match_rate_held_out"): 0.50,
+}
+
+
+@pytest.mark.slow
+def test_myntra_retrieval_and_decision_quality_stay_above_the_measured_floors(
+    myntra: Path, base_settings: Settings, offline_bundle: Bundle
+) -> None:
+    columns = ColumnOptions("ProductId", "ProductTitle", "Image")
+    request = EvalRequest(myntra / "catalog.csv", columns, model="offline-effnet-minilm")
+    report = evaluate_catalog(base_settings, request)
+    images, text = report["metrics"]["image"], report["metrics"]["text"]
+    assert report["products"] == 250 and images["n"] == 250 and text["n"] == 250
+    for space in ("image", "text"):
+        decision = report["decision"][space]
+        assert (decision["in_catalog_queries"], decision["held_out_queries"]) == (180, 70)
+    figure = lambda path: report[path[0]][path[1]][path[2]]  # noqa: E731
+    below = {"/".join(path): figure(path) for path, floor in FLOORS.items() if figure(path) < floor}
+    above = {"/".join(path): figure(path) for path, ceiling in CEILINGS.items() if figure(path) > ceiling}
+    assert not below and not above, f"quality fell: {below} {above} (floors {FLOORS}, ceilings {CEILINGS})"
+    assert images["byte_identical_duplicates_only"]["recall@1"] <= images["recall@1"]

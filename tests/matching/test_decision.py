@@ -1,4 +1,5 @@
-"""Match / no-match decisions: the logistic fit, and calibration on a real catalog."""
+"""Match / no-match decisions: the logistic fit, calibration's bookkeeping (fake model) and calibration on a real
+catalog with the real model (slow)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prodmatch.composition import Catalog, open_catalog
 from prodmatch.config import Settings
-from prodmatch.eval.calibrate import calibrate_decisions
+from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import DECISION_KEY, decide, fit, from_meta, margin_of, split_scores
-from prodmatch.matching.service import MatchService
 from prodmatch.models.bundle import Bundle
-from tests.samples import ingest_myntra
+from tests.fakes import KNOWN_CALIBRATIONS, FakeEmbedders
+from tests.samples import ingest_myntra, match_photo, match_words
 
 
 def test_fit_separates_matches_from_look_alikes_using_the_margin() -> None:
@@ -42,24 +44,40 @@ def test_margin_and_split_ignore_duplicate_listings() -> None:
     assert positives == [(0.95, pytest.approx(0.15))] and negatives == [(0.80, pytest.approx(0.10))]
 
 
+def test_calibration_samples_each_space_stores_its_fit_and_decides_with_it_at_once(
+    fake_myntra: Settings, fake_embedders: FakeEmbedders, myntra: Path
+) -> None:
+    with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:
+        assert from_meta(catalog.store.get_meta(DECISION_KEY)) == KNOWN_CALIBRATIONS  # the template's, before
+        fitted = calibrate_decisions(catalog.matcher, catalog.embedder(), sample=12)
+        assert set(fitted) == {"image", "text"}
+        assert [(c.positives, c.negatives) for c in fitted.values()] == [(12, 12), (12, 12)]
+        assert fake_embedders.last.count("image") == 12 and fake_embedders.last.count("text") == 12
+        assert from_meta(catalog.store.get_meta(DECISION_KEY)) == fitted
+        for space, result in (
+            ("image", match_photo(catalog, myntra / "images" / "36310.jpg")),
+            ("text", match_words(catalog, "Doodle Boys Grand Prix White Shirt")),
+        ):
+            top = result.matches[0].score
+            assert catalog.matcher.decide(space, result) == decide(fitted[space], top, result.margin)  # no stale cache
+
+
 @pytest.fixture(scope="module")
 def calibrated(
     base_settings: Settings, myntra: Path, tmp_path_factory: pytest.TempPathFactory, offline_bundle: Bundle
-) -> Iterator[MatchService]:
+) -> Iterator[Catalog]:
     settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("calibrated")})
-    datadir = ingest_myntra(settings, myntra)
-    service = MatchService(datadir)
-    calibrate_decisions(service, sample=120)
-    yield service
-    datadir.close()
+    catalog = ingest_myntra(settings, myntra)
+    calibrate_decisions(catalog.matcher, catalog.embedder(), sample=120)
+    yield catalog
+    catalog.close()
 
 
 @pytest.mark.slow
-def test_calibration_is_stored_and_decides_real_queries(calibrated: MatchService, myntra: Path) -> None:
-    saved = from_meta(calibrated.datadir.store.get_meta(DECISION_KEY))
+def test_calibration_is_stored_and_decides_real_queries(calibrated: Catalog, myntra: Path) -> None:
+    saved = from_meta(calibrated.store.get_meta(DECISION_KEY))
     assert set(saved) == {"image", "text"}
     assert saved["image"].positives == 120 and saved["image"].balanced_accuracy > 0.8
-    own_photo = calibrated.match_image(calibrated.decode(myntra / "images" / "36310.jpg"), top_k=1)
-    decision = calibrated.decision("image", own_photo)
+    own_photo = match_photo(calibrated, myntra / "images" / "36310.jpg", top_k=1)
+    decision = calibrated.matcher.decide("image", own_photo)
     assert decision is not None and decision.is_match and decision.confidence > 0.9
-    assert set(own_photo.as_dict()) == {"matches", "model", "took_ms"}  # the decision is not part of the CLI JSON

@@ -1,4 +1,6 @@
-"""The matching service on real catalogs and real bundles."""
+"""The matching service: ranking, filters inside the search, several images per product, text and photo scores
+fused in a shared space. Fast tier on the fake model (tests/fakes.py); the slow tier checks the same first answers
+with the real offline model."""
 
 from __future__ import annotations
 
@@ -10,58 +12,57 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
+from prodmatch.catalog.ingest import ColumnOptions
+from prodmatch.composition import Catalog, open_catalog
 from prodmatch.config import Settings
 from prodmatch.errors import FilterError, InvalidQueryError
-from prodmatch.matching.service import MatchService
 from prodmatch.models.bundle import Bundle
-from prodmatch.models.preprocess import open_image
-from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import parse_filters
-from tests.samples import ingest_myntra
+from tests.fakes import FakeEmbedders
+from tests.samples import ingest_myntra, match_photo, match_words
 
 
-@pytest.fixture(scope="module")
-def myntra_service(
-    base_settings: Settings, myntra: Path, tmp_path_factory: pytest.TempPathFactory, offline_bundle: Bundle
-) -> Iterator[MatchService]:
-    settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("myntra")})
-    datadir = ingest_myntra(settings, myntra)
-    yield MatchService(datadir)
-    datadir.close()
+@pytest.fixture
+def fake_catalog(fake_myntra: Settings, fake_embedders: FakeEmbedders) -> Iterator[Catalog]:
+    with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:
+        yield catalog
 
 
-def test_a_catalog_photo_matches_its_product_first(myntra_service: MatchService, myntra: Path) -> None:
-    result = myntra_service.match_image(open_image(myntra / "images" / "36310.jpg"), top_k=5)
-    assert result.matches[0].id == "36310" and result.matches[0].score > 0.99
-    assert result.model == "offline-effnet-minilm" and result.took_ms > 0
+def test_a_catalog_photo_matches_its_product_first(fake_catalog: Catalog, myntra: Path, fake_bundle: Bundle) -> None:
+    result = match_photo(fake_catalog, myntra / "images" / "36310.jpg", top_k=5)
+    assert result.matches[0].id == "36310" and result.matches[0].score == pytest.approx(1.0, abs=1e-5)
+    assert result.model == fake_bundle.manifest.name and result.took_ms > 0
     assert result.matches[0].product["name"] == "Mr.Men Boys Blazing Yellow T-shirt"
     assert [m.score for m in result.matches] == sorted((m.score for m in result.matches), reverse=True)
+    assert len({m.id for m in result.matches}) == 5
 
 
-def test_filters_run_inside_the_search(myntra_service: MatchService, myntra: Path) -> None:
-    store = myntra_service.datadir.store
-    query = open_image(myntra / "images" / "36310.jpg")
-    for expression, want in (("Colour=Green", 10), ("ProductType=Kurtas", 1)):
+def test_filters_run_inside_the_search(fake_catalog: Catalog, myntra: Path) -> None:
+    store = fake_catalog.store
+    query = myntra / "images" / "36310.jpg"
+    for expression, want in (("Colour=Green", 10), ("ProductType=Kurtas", 1), ("Colour!=Blue", 10)):
         filters = parse_filters([expression])
         passing = store.count(filters)
-        result = myntra_service.match_image(query, top_k=10, filters=filters)
-        assert len(result.matches) == min(10, passing) == want
-        key, value = expression.split("=")
-        assert all(str(m.product[key]).lower() == value.lower() for m in result.matches)
+        result = match_photo(fake_catalog, query, top_k=10, filters=filters)
+        assert len(result.matches) == min(10, passing) == want, expression
+        key, _, value = expression.replace("!=", "=").partition("=")
+        same = [str(m.product[key]).lower() == value.lower() for m in result.matches]
+        assert all(same) if "!=" not in expression else not any(same), expression
 
 
-def test_text_query_uses_the_text_space(myntra_service: MatchService) -> None:
-    result = myntra_service.match_text("Mr.Men boys blazing yellow t-shirt", top_k=3)
-    assert result.matches[0].id == "36310"
+def test_text_query_searches_the_text_space(fake_catalog: Catalog, fake_embedders: FakeEmbedders) -> None:
+    result = match_words(fake_catalog, "Doodle Boys Grand Prix White Shirt", top_k=3)
+    assert result.matches[0].id == "10649" and result.matches[0].score == pytest.approx(1.0, abs=1e-5)
+    assert fake_embedders.last.calls == [("text", 1)]
 
 
-def test_out_of_range_top_k_and_unknown_filter_keys_are_refused(myntra_service: MatchService) -> None:
-    for top_k in (0, 10_000):
+def test_out_of_range_top_k_and_unknown_filter_keys_are_refused(fake_catalog: Catalog) -> None:
+    for top_k in (0, 1001, 10_000):
         with pytest.raises(InvalidQueryError, match="top_k must be between 1 and 1000"):
-            myntra_service.match_text("shirt", top_k=top_k)
+            match_words(fake_catalog, "shirt", top_k=top_k)
     with pytest.raises(FilterError, match="unknown filter key 'Size'"):
-        myntra_service.match_text("shirt", filters=parse_filters(["Size=M"]))
+        match_words(fake_catalog, "shirt", filters=parse_filters(["Size=M"]))
+    assert len(match_words(fake_catalog, "shirt", top_k=1000).matches) == 250  # the limits are inclusive
 
 
 @pytest.fixture
@@ -77,35 +78,52 @@ def electronics_multi_image(shared_data: Path, tmp_path: Path) -> Path:
 
 
 def test_a_product_with_several_images_scores_as_its_best_image_and_appears_once(
-    electronics_multi_image: Path, settings: Settings
+    electronics_multi_image: Path, settings: Settings, fake_bundle: Bundle
 ) -> None:
-    datadir = DataDir.open(settings, model="offline-effnet-minilm", create=True)
-    try:
-        CatalogIngester(datadir).ingest_file(electronics_multi_image, ColumnOptions())
-        service = MatchService(datadir)
-        query = open_image(electronics_multi_image.parent / "images" / "Sony headphone- 3.jpg")
-        result = service.match_image(query, top_k=3)
-        assert [m.id for m in result.matches].count("1") == 1
-        assert result.matches[0].id == "1" and result.matches[0].score > 0.99
-        assert len(result.matches[0].product["images"]) == 4
-    finally:
-        datadir.close()
+    with open_catalog(settings, model=str(fake_bundle.folder), create=True, embedders=FakeEmbedders()) as catalog:
+        catalog.ingester().ingest_file(electronics_multi_image, ColumnOptions())
+        for n in (1, 3):  # product 1's first photo, and a later one (also product 2's only photo)
+            photo = electronics_multi_image.parent / "images" / f"Sony headphone- {n}.jpg"
+            result = match_photo(catalog, photo, top_k=3)
+            assert [m.id for m in result.matches].count("1") == 1
+            assert result.matches[0].score == pytest.approx(1.0, abs=1e-5) and "1" in {
+                m.id for m in result.matches if m.score > 0.99999
+            }
+        assert len(catalog.store.get(["1"])["1"].images) == 4
+        assert len(catalog.store.vector_ids("image")) == 4 + 2
 
 
 def test_shared_space_text_queries_fuse_text_and_image_scores(
-    electronics_multi_image: Path, settings: Settings, clip_random_bundle: Bundle
+    electronics_multi_image: Path, settings: Settings, fake_shared_bundle: Bundle
 ) -> None:
-    datadir = DataDir.open(settings, model="clip-vit-b-32-random", create=True)
-    try:
-        CatalogIngester(datadir).ingest_file(electronics_multi_image, ColumnOptions())
-        service = MatchService(datadir)
-        result = service.match_text("wireless headphones", top_k=3)
-        query = datadir.embedder().embed_texts(["wireless headphones"])[0]
+    model = str(fake_shared_bundle.folder)
+    with open_catalog(settings, model=model, create=True, embedders=FakeEmbedders()) as catalog:
+        catalog.ingester().ingest_file(electronics_multi_image, ColumnOptions())
+        result = match_words(catalog, "wireless headphones", top_k=3)
+        query = catalog.embedder().embed_texts(["wireless headphones"])[0]
         weight = settings.matching.text_weight
         for found in result.matches:
-            text = float(datadir.store.product_vectors([found.id], "text")[1][0] @ query)
-            image = float(np.max(datadir.store.product_vectors([found.id], "image")[1] @ query))
+            text = float(catalog.store.product_vectors([found.id], "text")[1][0] @ query)
+            image = float(np.max(catalog.store.product_vectors([found.id], "image")[1] @ query))
             assert found.score == pytest.approx(weight * text + (1 - weight) * image, abs=1e-5)
         assert len(result.matches) == 3
-    finally:
-        datadir.close()
+
+
+# The slow tier: the same first answers with the real offline model.
+
+
+@pytest.fixture(scope="module")
+def myntra_catalog(
+    base_settings: Settings, myntra: Path, tmp_path_factory: pytest.TempPathFactory, offline_bundle: Bundle
+) -> Iterator[Catalog]:
+    settings = base_settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("myntra")})
+    catalog = ingest_myntra(settings, myntra)
+    yield catalog
+    catalog.close()
+
+
+def test_the_offline_model_finds_a_catalog_photo_and_its_title(myntra_catalog: Catalog, myntra: Path) -> None:
+    result = match_photo(myntra_catalog, myntra / "images" / "36310.jpg", top_k=5)
+    assert result.matches[0].id == "36310" and result.matches[0].score > 0.99
+    assert result.model == "offline-effnet-minilm"
+    assert match_words(myntra_catalog, "Doodle Boys Grand Prix White Shirt", top_k=3).matches[0].id == "10649"

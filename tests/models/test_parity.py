@@ -1,4 +1,5 @@
-"""ONNX bundles against the PyTorch reference, on real photos; int8 neighbours against fp32."""
+"""ONNX bundles against the PyTorch reference, both through the one Embedder wrapper, on real photos: vectors and
+nearest neighbours; int8 neighbours against fp32. (`prodmatch model parity` itself: tests/bench/test_parity.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from prodmatch.config import Settings
-from prodmatch.eval.alter import customer_photo
+from prodmatch.matching.alterations import customer_photo
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import create_embedder, ensure_bundle
 from prodmatch.models.preprocess import open_image, to_tensor
@@ -17,6 +18,10 @@ from tests.conftest import calibration_photos
 pytestmark = pytest.mark.slow
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+# Share of photos whose nearest other photo is the reference's. On these 40 photos fp32 and fp16 agree on every
+# one (0.99 allows none to differ); int8 measured 0.90 (offline-effnet-minilm) and 1.0 (clip-vit-b-32-random).
+MIN_TOP1 = {"fp32": 0.99, "fp16": 0.99, "int8": 0.85}
+SAME_PHOTO_COSINE = 0.995  # myntra-dev lists some photos twice, re-encoded: either copy is the same neighbour
 TEXTS = [
     "Mr.Men Boys Blazing Yellow T-shirt",
     "girls pink floral dress with a bow",
@@ -49,10 +54,21 @@ def test_onnx_matches_the_torch_reference(
     bundle = ensure_bundle(name, base_settings, precision, calibration_photos())  # type: ignore[arg-type]
     onnx = create_embedder(bundle, base_settings)
     pixels = to_tensor([open_image(p, draft_short_side=512) for p in photos], bundle.manifest.image.preprocess)
-    image_cos = np.sum(onnx.embed_pixels(pixels) * references[name].embed_pixels(pixels), axis=1)
+    ours, reference = onnx.embed_pixels(pixels), references[name].embed_pixels(pixels)
+    image_cos = np.sum(ours * reference, axis=1)
     text_cos = np.sum(onnx.embed_texts(TEXTS) * references[name].embed_texts(TEXTS), axis=1)
     assert image_cos.min() >= MIN_COSINE[precision], f"image cosine {image_cos.min():.6f}"
     assert text_cos.min() >= MIN_COSINE[precision], f"text cosine {text_cos.min():.6f}"
+    agreement = same_nearest_photo(ours, reference)
+    assert agreement >= MIN_TOP1[precision], f"the reference's nearest photo for {agreement:.1%} of photos"
+
+
+def same_nearest_photo(vectors: np.ndarray, reference: np.ndarray) -> float:
+    """Share of photos whose nearest other photo under VECTORS is (a copy of) the one under REFERENCE."""
+    similarity = reference @ reference.T
+    off_self = 10 * np.eye(len(vectors))
+    ours, theirs = (vectors @ vectors.T - off_self).argmax(axis=1), (similarity - off_self).argmax(axis=1)
+    return float(np.mean((similarity >= SAME_PHOTO_COSINE)[ours, theirs]))
 
 
 def test_vectors_are_unit_float32(offline_embedder: Embedder, photos: list[Path]) -> None:
@@ -80,7 +96,7 @@ def test_int8_keeps_the_fp32_top1_match_for_customer_photos(myntra: Path, base_s
     catalog = [open_image(p, draft_short_side=512) for p in photos]
     queries = [open_image(customer_photo(image, np.random.default_rng([7, i]))) for i, image in enumerate(catalog)]
     for precision in ("fp32", "int8"):
-        bundle = ensure_bundle("offline-effnet-minilm", base_settings, precision, calibration_photos())  # type: ignore[arg-type]
+        bundle = ensure_bundle("offline-effnet-minilm", base_settings, precision, calibration_photos())
         embedder = create_embedder(bundle, base_settings)
         catalog_vectors = embedder.embed_images(catalog)
         top1[precision] = (embedder.embed_images(queries) @ catalog_vectors.T).argmax(axis=1)
@@ -88,17 +104,6 @@ def test_int8_keeps_the_fp32_top1_match_for_customer_photos(myntra: Path, base_s
             same_photo = catalog_vectors @ catalog_vectors.T >= 0.995
     agreement = float(np.mean(same_photo[top1["fp32"], top1["int8"]]))
     assert agreement >= 0.98, f"int8 kept the fp32 top-1 for {agreement:.1%} of queries"
-
-
-def test_parity_report_compares_each_precision(myntra: Path, base_settings: Settings) -> None:
-    from prodmatch.models.parity import parity_report
-
-    photos = sorted((myntra / "images").glob("*.jpg"))[:12]
-    report = parity_report("offline-effnet-minilm", base_settings, ["fp32", "fp16"], photos, TEXTS[:3])
-    rows = {row["precision"]: row for row in report["rows"]}
-    assert report["photos"] == 12 and set(rows) == {"fp32", "fp16"}
-    assert rows["fp32"]["image_cosine_min"] >= 0.9999 and rows["fp32"]["top1_customer_photos"] == 1.0
-    assert rows["fp16"]["text_cosine_min"] >= 0.999 and 0 <= rows["fp16"]["top1_leave_one_out"] <= 1
 
 
 def test_embedder_describes_its_spaces(offline_embedder: Embedder) -> None:

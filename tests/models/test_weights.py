@@ -64,6 +64,7 @@ def test_default_model_falls_back_to_the_offline_pair_never_the_random_one(
     assert name == "offline-effnet-minilm" and "CLIP unavailable" in why
 
 
+@pytest.mark.slow  # exports a real bundle
 def test_clip_from_a_local_folder_exports_and_is_chosen_by_default(
     local_clip: Path, settings: Settings, offline_hub: None, myntra: Path
 ) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from prodmatch.catalog.ingest import CatalogIngester, ColumnOptions
+from prodmatch.catalog.ingest import ColumnOptions
+from prodmatch.composition import Catalog
 from prodmatch.config import Settings
-from prodmatch.matching.service import MatchResult, MatchService
+from prodmatch.matching.service import MatchResult
 from prodmatch.models.bundle import Bundle
-from prodmatch.stores.datadir import DataDir
 from prodmatch.stores.filters import parse_filters
 from tests.conftest import StoreUrl
+from tests.samples import match_photo, match_words
 
 MODEL = "offline-effnet-minilm"
 METADATA = ("sqlite", "postgresql", "mongodb")
@@ -64,19 +65,19 @@ def ranked(result: MatchResult) -> list[tuple[float, str]]:
     return sorted((-round(m.score, SCORE_DECIMALS), m.id) for m in result.matches)
 
 
-def observe_matches(service: MatchService, myntra: Path, rows: list[str]) -> dict[str, Any]:
+def observe_matches(catalog: Catalog, myntra: Path, rows: list[str]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for filters in FILTER_SETS:
         parsed = parse_filters(filters)
         for product_id in rows:
-            image = service.decode(myntra / "images" / f"{product_id}.jpg")
-            seen[f"image {product_id} {filters}"] = ranked(service.match_image(image, 8, parsed))
+            photo = myntra / "images" / f"{product_id}.jpg"
+            seen[f"image {product_id} {filters}"] = ranked(match_photo(catalog, photo, 8, parsed))
         for text in ("blue shirt for men", "black watch"):
-            seen[f"text {text} {filters}"] = ranked(service.match_text(text, 8, parsed))
+            seen[f"text {text} {filters}"] = ranked(match_words(catalog, text, 8, parsed))
     return seen
 
 
-def observe_catalog(datadir: DataDir, some_ids: list[str]) -> dict[str, Any]:
+def observe_catalog(datadir: Catalog, some_ids: list[str]) -> dict[str, Any]:
     store = datadir.store
     seen: dict[str, Any] = {"duplicates": store.duplicate_groups()}
     for filters in FILTER_SETS:
@@ -85,7 +86,8 @@ def observe_catalog(datadir: DataDir, some_ids: list[str]) -> dict[str, Any]:
         seen[f"page {filters}"] = [p.id for p in store.page(3, 20, parsed)]
     for space in datadir.record.spaces:
         stored = np.sort(store.vector_ids(space))
-        assert np.array_equal(stored, np.sort(datadir.index(space).ids())), f"{space} index differs from the store"
+        indexed = np.sort(datadir.stores.index(space).ids())
+        assert np.array_equal(stored, indexed), f"{space} index differs from the store"
         seen[f"vectors {space}"] = len(stored)
     products = store.get([*some_ids, "missing"])
     seen["products"] = {pid: (p.name, p.attributes, [i.sha256 for i in p.images]) for pid, p in products.items()}
@@ -95,18 +97,18 @@ def observe_catalog(datadir: DataDir, some_ids: list[str]) -> dict[str, Any]:
 def run_scenario(settings: Settings, myntra: Path, folder: Path) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for version, changed in (("v1", False), ("v2", True)):
-        datadir = DataDir.open(settings, model=MODEL, create=True)
+        datadir = Catalog.open(settings, model=MODEL, create=True)
         try:
-            report = CatalogIngester(datadir, batch_size=16).ingest_file(
+            report = datadir.ingester(batch_size=16).ingest_file(
                 write_catalog(myntra, folder, changed), ColumnOptions(name_col="title")
             )
             seen[f"ingest {version}"] = (report.added, report.updated, report.unchanged, len(report.rejected))
             ids = [row["ProductId"] for row in sample_rows(myntra)]
             if changed:
-                datadir.delete(ids[1])
-            service = MatchService(datadir)
+                datadir.stores.delete(ids[1])
+            datadir.facts.refresh()
             seen |= {f"{version} {k}": v for k, v in observe_catalog(datadir, ids[:3]).items()}
-            seen |= {f"{version} {k}": v for k, v in observe_matches(service, myntra, [ids[0], ids[33]]).items()}
+            seen |= {f"{version} {k}": v for k, v in observe_matches(datadir, myntra, [ids[0], ids[33]]).items()}
         finally:
             datadir.close()
     return seen

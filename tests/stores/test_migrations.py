@@ -1,5 +1,6 @@
-"""Alembic migrations: a database at the first schema, or made before migrations existed, is upgraded on open
-with its data kept and made filterable."""
+"""Alembic migrations: a database at the first schema, or made before migrations existed, is upgraded on open to
+the newest revision (searchable attributes, then query ids, feedback and API keys) with its data kept and
+filterable."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from sqlalchemy import inspect, text
 
 from prodmatch.stores.filters import parse_filters
 from prodmatch.stores.migrations import upgrade
-from prodmatch.stores.sql import SqlMetadataStore, make_engine
+from prodmatch.stores.sql import SqlMetadataStore
+from prodmatch.stores.sql_engine import make_engine
 from tests.conftest import StoreUrl
 
 
@@ -40,9 +42,12 @@ def test_old_databases_are_upgraded_and_keep_their_products(
     first_schema_with_a_product(url, forget_versions)
     store = SqlMetadataStore(url)
     try:
-        assert "search" in {c["name"] for c in inspect(store.engine).get_columns("products")}
+        schema = inspect(store.engine)
+        assert "search" in {c["name"] for c in schema.get_columns("products")}
+        assert {"query_id", "request_id", "photo_sha"} <= {c["name"] for c in schema.get_columns("query_log")}
+        assert {"feedback", "api_keys"} <= set(schema.get_table_names())
         with store.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         assert [p.id for p in store.page(0, 10, parse_filters(["colour=blue", "price<30"]))] == ["p1"]
         assert store.count(parse_filters(["colour=red"])) == 0
     finally:

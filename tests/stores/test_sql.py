@@ -1,4 +1,4 @@
-"""SQL metadata store (SQLite here, same code for PostgreSQL): upserts, filters, cascades, duplicates."""
+"""SQL metadata store (SQLite here, same code for PostgreSQL): upserts, filters, cascades."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVect
 from prodmatch.stores.sql import SqlMetadataStore
 
 
-def product(pid: str, colour: str, price: float, sha: str = "", signature: bytes | None = None) -> ProductUpsert:
-    images = [ImageRef(f"{pid}.jpg", sha or f"sha-{pid}", signature)]
+def product(pid: str, colour: str, price: float) -> ProductUpsert:
+    images = [ImageRef(f"{pid}.jpg", f"sha-{pid}")]
     item = Product(pid, f"Product {pid}", f"Product {pid}", {"colour": colour, "price": price}, images, pid, pid)
     vectors = [
         SpaceVectors("image", np.eye(4, dtype=np.float32)[:1], [images[0].sha256]),
@@ -77,24 +77,6 @@ def test_delete_cascades_to_images_and_vectors(store: SqlMetadataStore) -> None:
     assert len(changes.removed["image"]) == 1 and store.count() == 2
     assert "a" not in store.vector_owners(changes.removed["image"]).values()
     assert store.product_vectors(["a"], "text")[0] == []
-
-
-def test_duplicate_groups_merge_exact_and_near_copies(tmp_path: Path) -> None:
-    store = SqlMetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
-    photo = bytes(range(256)) * 3
-    reencoded = bytes(min(255, b + 1) for b in photo)
-    store.upsert(
-        [
-            product("a", "Red", 1, "s1", photo),
-            product("b", "Red", 1, "s1", photo),
-            product("c", "Red", 1, "s2", reencoded),
-            product("d", "Red", 1, "s3", bytes(768)),
-        ]
-    )
-    assert store.duplicate_groups(include_near=False) == [["a", "b"]]
-    ids = {owner: vid for vid, owner in store.vector_owners(store.vector_ids("image").tolist()).items()}
-    assert store.link_near_duplicates([(ids["c"], ids["a"]), (ids["d"], ids["a"])], max_difference=1.5) == 1
-    assert store.duplicate_groups() == [["a", "b", "c"]]
 
 
 def test_meta_round_trips_json(store: SqlMetadataStore) -> None:

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
-from prodmatch.api.routes import health, match, products, ui
+from prodmatch.api.metrics import Metrics
+from prodmatch.api.observability import RequestContext
+from prodmatch.api.routes import feedback, health, match, products, ui
 from prodmatch.api.state import AppState
+from prodmatch.composition import EmbedderFactory
 from prodmatch.config import Settings
+from prodmatch.models.factory import create_embedder
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The prodmatch HTTP app for SETTINGS (read from the environment when not given)."""
+def create_app(settings: Settings | None = None, embedders: EmbedderFactory = create_embedder) -> FastAPI:
+    """The prodmatch HTTP app for SETTINGS (read from the environment when not given). EMBEDDERS makes the
+    catalog's model from its bundle (the real runtimes unless a caller, such as a test, brings its own)."""
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings)
+        state = AppState(settings, metrics, embedders)
         await state.start()
         app.state.prodmatch = state
         try:
@@ -37,40 +43,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Match product photos and descriptions against a catalog.",
     )
-    for router in (health.router, match.router, products.router, products.facets_router, ui.router):
+    routers = (health.router, match.router, feedback.router, products.router, products.facets_router, ui.router)
+    for router in routers:
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
-    app.add_middleware(RequestMetrics)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.serve.max_upload_bytes)
+    app.add_middleware(BodySizeLimit, limit_for=body_limits(settings))
+    if settings.serve.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.serve.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics)  # outermost: every response gets its id and headers
     return app
 
 
-class RequestMetrics:
-    """Counts and times each request under its route template (raw paths would explode the label set).
+# Routes that take a photo upload (multipart): everything else is JSON or has no body.
+_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/[^/]+$")
 
-    A plain ASGI middleware: Starlette's BaseHTTPMiddleware costs milliseconds per request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def body_limits(settings: Settings) -> Callable[[str, str], int]:
+    """The body limit of each route: the upload limit for photo uploads, the JSON limit for the rest."""
+    serve = settings.serve
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = ["500"]
+    def limit_for(method: str, path: str) -> int:
+        uploads = method in ("POST", "PUT") and _UPLOADS.match(path)
+        return serve.max_upload_bytes if uploads else serve.max_json_bytes
 
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = str(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            state = getattr(scope["app"].state, "prodmatch", None)
-            if state is not None:
-                route = getattr(scope.get("route"), "path", "unmatched")  # set by the router once it matched
-                state.metrics.requests.labels(route, scope["method"], status[0]).inc()
-                state.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+    return limit_for

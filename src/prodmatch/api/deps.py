@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from prodmatch.api.state import AppState
+from prodmatch.application.keys import Scope
 from prodmatch.matching.service import MAX_TOP_K
 from prodmatch.stores.filters import Filter, parse_filters
 
@@ -28,6 +30,17 @@ def get_filters(
     filter: Annotated[list[str] | None, Query(description="KEY=VALUE, KEY>=NUM ... (repeatable)")] = None,
 ) -> list[Filter]:
     return parse_filters(filter)
+
+
+def allow(scope: Scope) -> Callable[[Request], Awaitable[None]]:
+    """A dependency admitting requests whose key grants SCOPE (when keys are required) and that are within their
+    rate limits; 401, 403 or 429 otherwise. Keys live in the catalog's store, so the catalog is opened first."""
+
+    async def admit(request: Request) -> None:
+        state = await get_state(request)
+        await state.run(state.gate.admit, request, scope)
+
+    return admit
 
 
 State = Annotated[AppState, Depends(get_state)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,20 +11,30 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodmatch.errors import (
+    AuthenticationError,
     FilterError,
     InvalidImageError,
     InvalidQueryError,
     InvalidTextError,
     ModelServerUnavailableError,
+    ModelTimeoutError,
     ModelUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     ProdmatchError,
+    RateLimitedError,
     StoreUnavailableError,
+    UnknownProductError,
 )
 from prodmatch.stores.availability import unavailable_reason
 
 _STATUS = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
+    (RateLimitedError, 429, "rate_limited"),
+    (ModelTimeoutError, 503, "model_timeout"),
     (NotFoundError, 404, "not_found"),
+    (UnknownProductError, 422, "unknown_product"),
     (InvalidImageError, 400, "invalid_image"),
     (InvalidTextError, 400, "invalid_text"),
     (FilterError, 400, "invalid_filter"),
@@ -38,13 +49,23 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _headers_for(exc: ProdmatchError) -> dict[str, str] | None:
+    """Retry-After where the client may retry; how to authenticate where it must."""
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, StoreUnavailableError | ModelServerUnavailableError):
+        return {"Retry-After": "1"}
+    if isinstance(exc, AuthenticationError):
+        return {"WWW-Authenticate": "Bearer"}
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProdmatchError)
     async def prodmatch_error(_request: Request, exc: ProdmatchError) -> JSONResponse:
         status, code = next((s, c) for kind, s, c in _STATUS if isinstance(exc, kind))
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        retry = {"Retry-After": "1"} if isinstance(exc, StoreUnavailableError | ModelServerUnavailableError) else None
-        return JSONResponse(error_body(code, message), status_code=status, headers=retry)
+        return JSONResponse(error_body(code, message), status_code=status, headers=_headers_for(exc))
 
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -61,19 +82,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuses request bodies over MAX_BYTES with 413 while they stream in, before anything reads them whole."""
+    """Refuses request bodies over their route's limit with 413 while they stream in, before anything reads them
+    whole. LIMIT_FOR maps (method, path) to the limit: photo uploads get megabytes, JSON bodies kilobytes."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope["method"], scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(send, limit)
             return
         seen = 0
 
@@ -81,20 +104,19 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await self._refuse(send)
+            await _refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("too_large", f"request body over the limit of {self.max_bytes} bytes"), status_code=413
-        )
-        await response({"type": "http"}, _no_body, send)
+
+async def _refuse(send: Send, limit: int) -> None:
+    response = JSONResponse(error_body("too_large", f"request body over the limit of {limit} bytes"), status_code=413)
+    await response({"type": "http"}, _no_body, send)
 
 
 class _TooLarge(Exception):

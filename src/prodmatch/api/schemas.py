@@ -19,6 +19,7 @@ class DecisionOut(BaseModel):
     is_match: bool
     confidence: float = Field(description="calibrated probability that the top hit is the queried product")
     threshold: float = Field(description="top score needed for a match at this result's margin")
+    real_verdicts: int = Field(0, description="people's verdicts on real queries (feedback) the calibration rests on")
 
 
 class KeywordOut(BaseModel):
@@ -28,6 +29,7 @@ class KeywordOut(BaseModel):
 
 
 class MatchResponse(BaseModel):
+    query_id: str = Field(description="names this answer: send it back to POST /v1/feedback")
     matches: list[MatchOut]
     model: str
     took_ms: float

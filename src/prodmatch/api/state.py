@@ -4,196 +4,163 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from prodmatch.api.access import Gate
+from prodmatch.api.limits import RateLimiter
 from prodmatch.api.metrics import Metrics
-from prodmatch.config import Settings
-from prodmatch.errors import InvalidTextError, ModelServerUnavailableError, ProdmatchError, StoreUnavailableError
+from prodmatch.application.querying import MatchAnswer, Matcher, MatchQuery, check_text
+from prodmatch.composition import Catalog, EmbedderFactory
+from prodmatch.config import LOOPBACK_HOSTS, Settings
+from prodmatch.errors import ModelServerUnavailableError, ModelTimeoutError, ProdmatchError, StoreUnavailableError
 from prodmatch.matching.batcher import MicroBatcher
 from prodmatch.matching.cache import EmbeddingCache, image_key, text_key
 from prodmatch.matching.query_log import QueryLog
-from prodmatch.matching.service import MatchResult, MatchService
 from prodmatch.stores.availability import unavailable_reason
-from prodmatch.stores.datadir import DataDir
-from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import QueryLogEntry
+from prodmatch.stores.records import ApiKey
 
-
-@dataclass
-class Query:
-    """One match request after validation: raw image bytes and/or text."""
-
-    image: bytes | None = None
-    text: str | None = None
-    image_weight: float = 0.5
-
-
+P = ParamSpec("P")
+T = TypeVar("T")
 OPEN_RETRY_S = 1.0
+KEYS_RECHECK_S = 5.0  # how soon a first key created while serving turns key checks on (loopback)
+PRUNE_EVERY_S = 3600.0  # how often kept query photos past their retention are deleted
 
 
 @dataclass
 class OpenCatalog:
     """What exists once the catalog's stores have been reached."""
 
-    datadir: DataDir
-    service: MatchService
+    catalog: Catalog
+    matcher: Matcher
     query_log: QueryLog
     image_batcher: MicroBatcher[np.ndarray]
     text_batcher: MicroBatcher[str]
 
 
 class AppState:
-    """The data dir, the matching service, micro-batchers, the embedding cache, the query log and metrics.
+    """The catalog, the match use case, micro-batchers, the embedding cache, the query log and metrics.
 
-    Searches and catalog writes share one lock: FAISS indexes must not change under a running search. The
-    model runs outside it, in the batchers' executor thread.
-    """
+    Searches and catalog writes share the catalog's lock (the use cases take it); the model runs outside it, in
+    the batchers' executor thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, embedders: EmbedderFactory) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = metrics
+        self._embedders = embedders
         self.cache = EmbeddingCache(settings.serve.cache_entries)
-        self.catalog_lock = threading.Lock()
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
-        self._catalog: OpenCatalog | None = None
+        self._open: OpenCatalog | None = None
         self._opening = asyncio.Lock()
         self._open_error: StoreUnavailableError | ModelServerUnavailableError | None = None
         self._open_tried_at = -float("inf")
-        self._counts: dict[str, Counter[str]] | None = None
-        self._shares: dict[tuple[str, str], float] | None = None
+        serve = settings.serve
+        self.gate = Gate(RateLimiter(serve.rate_per_s, serve.rate_burst), self._keys_required, self._key_lookup)
+        self._keys_known: tuple[float, bool] = (-float("inf"), False)
+        self._pruner: asyncio.Task[None] | None = None
+
+    def _keys_required(self) -> bool:
+        """Keys are required when the settings say so, beyond loopback, and on loopback once any key exists."""
+        serve = self.settings.serve
+        if serve.insecure_no_auth:
+            return False
+        if serve.require_keys is not None:
+            return serve.require_keys
+        if serve.host not in LOOPBACK_HOSTS:
+            return True
+        checked_at, exists = self._keys_known
+        if time.monotonic() - checked_at > KEYS_RECHECK_S:
+            exists = any(key.revoked_at is None for key in self.catalog.store.api_keys())
+            self._keys_known = (time.monotonic(), exists)
+        return exists
+
+    def _key_lookup(self) -> Callable[[str], ApiKey | None]:
+        return self.catalog.store.find_api_key
 
     async def ensure_open(self) -> None:
         """Open the catalog (stores, model, batchers) if it is not open yet.
 
         A store that is down at start-up leaves the app running and unready; each later request retries (at
         most once per OPEN_RETRY_S, failing fast in between) until the store is back."""
-        if self._catalog is not None:
+        if self._open is not None:
             return
         async with self._opening:
-            if self._catalog is not None:
+            if self._open is not None:
                 return
             if time.monotonic() - self._open_tried_at < OPEN_RETRY_S and self._open_error:
                 raise type(self._open_error)(str(self._open_error))
             self._open_tried_at = time.monotonic()
             try:
-                datadir = await self.run(self._open_datadir)
+                catalog = await self.run(self._open_catalog)
             except (StoreUnavailableError, ModelServerUnavailableError) as exc:
                 self._open_error = exc
                 raise
-            self._catalog = self._start_catalog(datadir)
+            self._open = self._start(catalog)
             self._open_error = None
 
-    def _open_datadir(self) -> DataDir:
-        datadir = DataDir.open(self.settings)
+    def _open_catalog(self) -> Catalog:
+        catalog = Catalog.open(self.settings, embedders=self._embedders)
         try:
-            MatchService(datadir).warm()  # model loaded, indexes opened and checked, before the first query
+            catalog.warm()  # model loaded, indexes opened and checked, before the first query
         except BaseException:
-            datadir.close()
+            catalog.close()
             raise
-        return datadir
-
-    def _start_catalog(self, datadir: DataDir) -> OpenCatalog:
-        embedder = datadir.embedder()
-        serve = self.settings.serve
-        catalog = OpenCatalog(
-            datadir,
-            MatchService(datadir),
-            QueryLog(datadir.store),
-            MicroBatcher(
-                lambda pixels: embedder.embed_pixels(np.concatenate(pixels)),
-                serve.batch_size,
-                serve.batch_wait_ms,
-                self._model_thread,
-                lambda size: self.metrics.batch_size.labels("image").observe(size),
-            ),
-            MicroBatcher(
-                embedder.embed_texts,
-                serve.batch_size,
-                serve.batch_wait_ms,
-                self._model_thread,
-                lambda size: self.metrics.batch_size.labels("text").observe(size),
-            ),
-        )
-        catalog.image_batcher.start()
-        catalog.text_batcher.start()
-        catalog.query_log.start()
         return catalog
 
+    def _start(self, catalog: Catalog) -> OpenCatalog:
+        embedder = catalog.embedder()
+        query_log = QueryLog(catalog.store)
+        opened = OpenCatalog(
+            catalog,
+            Matcher(catalog, query_log, self.settings.serve.max_text_chars),
+            query_log,
+            self._batcher(lambda pixels: embedder.embed_pixels(np.concatenate(pixels)), "image"),
+            self._batcher(embedder.embed_texts, "text"),
+        )
+        opened.image_batcher.start()
+        opened.text_batcher.start()
+        opened.query_log.start()
+        self._pruner = asyncio.create_task(self._prune_query_photos(catalog), name="prune-query-photos")
+        return opened
+
+    async def _prune_query_photos(self, catalog: Catalog) -> None:
+        """Delete kept query photos once they are older than matching.keep_query_photos_days, now and hourly."""
+        keep_s = self.settings.matching.keep_query_photos_days * 86400
+        while True:
+            await self.run(catalog.files.forget_query_photos, keep_s)
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    def _batcher(self, embed: Callable[[Sequence[T]], np.ndarray], space: str) -> MicroBatcher[T]:
+        serve = self.settings.serve
+        observe = self.metrics.batch_size.labels(space).observe
+        return MicroBatcher(embed, serve.batch_size, serve.batch_wait_ms, self._model_thread, observe)
+
     def _opened(self) -> OpenCatalog:
-        if self._catalog is None:
+        if self._open is None:
             raise (
                 type(self._open_error)(str(self._open_error))
                 if self._open_error
                 else StoreUnavailableError("the catalog is not open yet")
             )
-        return self._catalog
+        return self._open
 
     @property
     def is_open(self) -> bool:
-        return self._catalog is not None
+        return self._open is not None
 
     @property
-    def datadir(self) -> DataDir:
-        return self._opened().datadir
-
-    @property
-    def service(self) -> MatchService:
-        return self._opened().service
+    def catalog(self) -> Catalog:
+        return self._opened().catalog
 
     @property
     def query_log(self) -> QueryLog:
         return self._opened().query_log
-
-    @property
-    def image_batcher(self) -> MicroBatcher[np.ndarray]:
-        return self._opened().image_batcher
-
-    @property
-    def text_batcher(self) -> MicroBatcher[str]:
-        return self._opened().text_batcher
-
-    def facets(self, max_values: int = 40) -> list[dict[str, Any]]:
-        """Filterable attribute columns with their values and counts (columns with a few distinct text values)."""
-        return [
-            {"key": key, "values": [{"value": v, "count": n} for v, n in sorted(values.items())]}
-            for key, values in sorted(self._value_counts().items())
-            if 1 < len(values) <= max_values
-        ]
-
-    def value_shares(self) -> dict[tuple[str, str], float]:
-        """Share of the catalog holding each (attribute, text value): the baseline for result keywords."""
-        if self._shares is None:
-            total = max(1, self.datadir.store.count())
-            counts = self._value_counts()
-            self._shares = {(key, value): n / total for key, values in counts.items() for value, n in values.items()}
-        return self._shares
-
-    def _value_counts(self) -> dict[str, Counter[str]]:
-        if self._counts is None:
-            counts: dict[str, Counter[str]] = {}
-            store = self.datadir.store
-            for offset in range(0, store.count(), 1000):
-                for product in store.page(offset, 1000):
-                    for key, value in product.attributes.items():
-                        if isinstance(value, str) and len(value) <= 40:
-                            counts.setdefault(key, Counter())[value] += 1
-            self._counts = counts
-        return self._counts
-
-    def catalog_changed(self) -> None:
-        self.service.refresh()
-        self._counts = None
-        self._shares = None
 
     async def start(self) -> None:
         """Open the catalog now if its stores and model server are up; if not, the app starts unready and keeps
@@ -202,88 +169,72 @@ class AppState:
             await self.ensure_open()
 
     async def stop(self) -> None:
-        if (catalog := self._catalog) is not None:
-            await catalog.image_batcher.stop()
-            await catalog.text_batcher.stop()
-            catalog.query_log.stop()
-            with self.catalog_lock:
-                catalog.datadir.save()
-            catalog.datadir.close()
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+        if (opened := self._open) is not None:
+            await opened.image_batcher.stop()
+            await opened.text_batcher.stop()
+            opened.query_log.stop()
+            with opened.catalog.lock:
+                opened.catalog.save()
+            opened.catalog.close()
         self._model_thread.shutdown(wait=False)
         self._work_threads.shutdown(wait=False)
 
-    async def run(self, function: Any, *args: Any) -> Any:
+    async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """FUNCTION(*ARGS) on a worker thread (decoding, searching, writing); an unreachable store becomes
         StoreUnavailableError (503)."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._work_threads, function, *args)
+            return await loop.run_in_executor(self._work_threads, lambda: function(*args, **kwargs))
         except Exception as exc:
             if isinstance(exc, ProdmatchError) or (reason := unavailable_reason(exc)) is None:
                 raise
             raise StoreUnavailableError(reason) from exc
 
-    async def embed_image(self, data: bytes) -> np.ndarray:
+    async def match(self, query: MatchQuery) -> MatchAnswer:
+        """The match use case, with the model's work micro-batched and cached."""
+        started = time.perf_counter()
+        opened = self._opened()
+        await self.run(opened.matcher.check, query)
+        image = await self._embed_image(opened, query.image) if query.image is not None else None
+        text = await self._embed_text(opened, query.text) if query.text is not None else None
+        return await self.run(opened.matcher.answer, query, image, text, started)
+
+    async def _embed_image(self, opened: OpenCatalog, data: bytes) -> np.ndarray:
         key = image_key(data)
         if (cached := self._cached(key)) is not None:
             return cached
-        pixels = await self.run(self._pixels, data)  # decode + resize on a worker, in parallel with the model
-        vector = await self.image_batcher.embed(pixels)
+        pixels = await self.run(self._pixels, opened.catalog, data)  # decode + resize on a worker
+        vector = await self._in_time(opened.image_batcher.embed(pixels))
         self.cache.put(key, vector)
         return vector
 
-    async def embed_text(self, text: str) -> np.ndarray:
-        if not text.strip():
-            raise InvalidTextError("text is empty")
-        if len(text) > self.settings.serve.max_text_chars:
-            raise InvalidTextError(f"text is {len(text)} characters; the limit is {self.settings.serve.max_text_chars}")
+    async def _embed_text(self, opened: OpenCatalog, text: str) -> np.ndarray:
+        check_text(text, self.settings.serve.max_text_chars)
         key = text_key(text)
         if (cached := self._cached(key)) is not None:
             return cached
-        vector = await self.text_batcher.embed(text)
+        vector = await self._in_time(opened.text_batcher.embed(text))
         self.cache.put(key, vector)
         return vector
 
-    def _pixels(self, data: bytes) -> np.ndarray:
-        return self.datadir.embedder().pixels([self.service.decode(data)])
+    async def _in_time(self, embedding: Awaitable[np.ndarray]) -> np.ndarray:
+        """The model's answer, or ModelTimeoutError (503) after the time limit: a stuck model must not hold the
+        request (or its client) forever."""
+        limit = self.settings.serve.model_timeout_s
+        try:
+            return await asyncio.wait_for(embedding, limit)
+        except TimeoutError as exc:
+            raise ModelTimeoutError(f"the model did not answer within {limit:g} s; try again") from exc
+
+    @staticmethod
+    def _pixels(catalog: Catalog, data: bytes) -> np.ndarray:
+        return catalog.embedder().pixels([catalog.decode(data)])
 
     def _cached(self, key: str) -> np.ndarray | None:
         vector = self.cache.get(key)
         self.metrics.cache.labels("hit" if vector is not None else "miss").inc()
         return vector
-
-    async def match(self, query: Query, top_k: int, filters: Sequence[Filter]) -> MatchResult:
-        started = time.perf_counter()
-        await self.run(self.service.check_query, top_k, filters)
-        image = await self.embed_image(query.image) if query.image is not None else None
-        text = await self.embed_text(query.text) if query.text is not None else None
-        result: MatchResult = await self.run(self._search, image, text, top_k, filters, query.image_weight, started)
-        return result
-
-    def _search(
-        self,
-        image: np.ndarray | None,
-        text: np.ndarray | None,
-        top_k: int,
-        filters: Sequence[Filter],
-        weight: float,
-        started: float,
-    ) -> MatchResult:
-        with self.catalog_lock:
-            return self.service.match_vectors(image, text, top_k, filters, weight, started)
-
-    def log(self, query: Query, result: MatchResult, decision: Any) -> None:
-        digest = image_key(query.image) if query.image is not None else ""
-        digest += text_key(query.text) if query.text is not None else ""
-        modality = "+".join(m for m, given in (("image", query.image), ("text", query.text)) if given is not None)
-        self.query_log.record(
-            QueryLogEntry(
-                datetime.now(UTC),
-                modality,
-                digest[:80],
-                [m.id for m in result.matches[:10]],
-                [m.score for m in result.matches[:10]],
-                result.took_ms,
-                None if decision is None else decision.is_match,
-                None if decision is None else decision.confidence,
-            )
-        )

@@ -1,1 +1,1 @@
-"""Benchmarks that drive a running service."""
+"""Benchmarks: models (images/s, ms/text), parity with the PyTorch reference, a load tester for a running service."""

@@ -1,8 +1,8 @@
-"""Ingest a catalog into a data dir: validate rows, skip unchanged products, embed the rest, upsert in batches.
+"""Ingest a catalog: validate rows, skip unchanged products, embed the rest, upsert in batches.
 
 Consistency: each batch is one metadata-store transaction that carries the vectors too, so the store is
 always the whole truth; the vector indexes follow it and are saved every few batches. A crash or kill
-between saves leaves indexes behind the store, and DataDir.index() repairs them from stored vectors on the
+between saves leaves indexes behind the store, and CatalogStores repairs them from stored vectors on the
 next open. A re-run skips every product whose content hash is already stored, so it resumes.
 """
 
@@ -20,11 +20,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from prodmatch.batching import batched
 from prodmatch.catalog.readers import RawRow, read_catalog
 from prodmatch.catalog.schema import ColumnMapping, ImageResolver, ProductDraft, RowError, to_draft
+from prodmatch.config import RuntimeSettings
 from prodmatch.errors import InvalidImageError
+from prodmatch.models.embedder import Embedder
 from prodmatch.models.preprocess import draft_side, open_image, signature
-from prodmatch.stores.datadir import DataDir
+from prodmatch.stores.catalog_stores import CatalogStores
+from prodmatch.stores.files import CatalogFiles
 from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
 
 _COLUMN_SAMPLE = 200
@@ -80,10 +84,22 @@ class _Prepared:
 
 
 class CatalogIngester:
-    """Ingests rows into one data dir, BATCH_SIZE products per store transaction."""
+    """Ingests rows into one catalog, BATCH_SIZE products per store transaction. The model is asked for only
+    when something needs embedding (a re-run of an unchanged catalog never loads it)."""
 
-    def __init__(self, datadir: DataDir, batch_size: int = 32, save_every: int = 20) -> None:
-        self.datadir = datadir
+    def __init__(
+        self,
+        stores: CatalogStores,
+        embedder: Callable[[], Embedder],
+        files: CatalogFiles,
+        runtime: RuntimeSettings,
+        batch_size: int = 32,
+        save_every: int = 20,
+    ) -> None:
+        self.stores = stores
+        self.embedder = embedder
+        self.files = files
+        self.runtime = runtime
         self.batch_size = batch_size
         self.save_every = save_every
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
@@ -111,20 +127,30 @@ class CatalogIngester:
         resolver: ImageResolver,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        started = time.perf_counter()
         report = IngestReport(mapping=asdict(mapping))
+        return self.ingest_drafts(self._drafts(rows, mapping, resolver, report), report, progress)
+
+    def ingest_drafts(
+        self,
+        drafts: Iterable[ProductDraft],
+        report: IngestReport | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Embed and store validated products, batch by batch; rejections are added to REPORT."""
+        started = time.perf_counter()
+        report = report or IngestReport()
         try:
-            for number, batch in enumerate(_batched(self._drafts(rows, mapping, resolver, report), self.batch_size)):
+            for number, batch in enumerate(batched(drafts, self.batch_size)):
                 images = self._ingest_batch(batch, report)
                 report.images += images
                 if progress:
                     progress(len(batch), images)
                 if (number + 1) % self.save_every == 0:
-                    self.datadir.save()
+                    self.stores.save()
         finally:
-            self.datadir.save()
+            self.stores.save()
             report.seconds = round(time.perf_counter() - started, 3)
-        report.duplicate_groups = len(self.datadir.store.duplicate_groups())
+        report.duplicate_groups = len(self.stores.store.duplicate_groups())
         return report
 
     def _drafts(
@@ -149,19 +175,18 @@ class CatalogIngester:
 
     def _ingest_batch(self, drafts: list[ProductDraft], report: IngestReport) -> int:
         prepared = [p for p in (self._prepare(d, report) for d in drafts) if p is not None]
-        stored = self.datadir.store.hashes([p.product.id for p in prepared])
-        upserts: list[ProductUpsert] = []
-        to_embed: list[_Prepared] = []
-        for item in prepared:
-            content, embedded = stored.get(item.product.id, ("", ""))
-            if content == item.product.content_hash:
-                report.unchanged += 1
-            elif embedded == item.product.embed_hash:
-                upserts.append(ProductUpsert(item.product, None))
-            else:
-                to_embed.append(item)
-        upserts += self._embed(to_embed, report)
-        changes = self.datadir.upsert(upserts)
+        stored = self.stores.store.hashes([p.product.id for p in prepared])
+        changed = [item for item in prepared if stored.get(item.product.id, ("", ""))[0] != item.product.content_hash]
+        report.unchanged += len(prepared) - len(changed)
+        self._carry_learned(changed)
+        upserts = [
+            ProductUpsert(i.product, None)
+            for i in changed
+            if stored.get(i.product.id, ("", ""))[1] == i.product.embed_hash
+        ]
+        kept = {upsert.product.id for upsert in upserts}
+        upserts += self._embed([item for item in changed if item.product.id not in kept], report)
+        changes = self.stores.upsert(upserts)
         if "image" in changes.added:
             self._link_near_duplicates(*changes.added["image"])
         for upsert in upserts:
@@ -171,8 +196,37 @@ class CatalogIngester:
                 report.added += 1
         return sum(len(u.product.images) for u in upserts if u.vectors is not None)
 
+    def _carry_learned(self, items: list[_Prepared]) -> None:
+        """A changed catalog row keeps the photos its product learned from feedback: they are not in the row."""
+        stored = self.stores.store.get([item.product.id for item in items]) if items else {}
+        for item in items:
+            old = stored.get(item.product.id)
+            present = {ref.sha256 for ref in item.product.images}
+            for ref in old.images if old else []:
+                if self.files.is_learned(ref.path) and ref.sha256 not in present and Path(ref.path).is_file():
+                    item.product.images.append(ref)
+                    item.image_bytes.append(Path(ref.path).read_bytes())
+
+    def add_learned_photo(self, product: Product, path: Path) -> bool:
+        """Add the photo at PATH to PRODUCT's images and re-embed it; the product's hashes stay those of its
+        catalog row, so re-ingesting an unchanged catalog keeps the photo. False when it already has the photo."""
+        blob = path.read_bytes()
+        sha = hashlib.sha256(blob).hexdigest()
+        if sha in {ref.sha256 for ref in product.images}:
+            return False
+        product.images = [*product.images, ImageRef(str(path.resolve()), sha)]
+        draft = ProductDraft(0, product.id, product.name, product.text, [], [], product.attributes)
+        blobs = [Path(ref.path).read_bytes() for ref in product.images[:-1]] + [blob]
+        report = IngestReport()
+        upserts = self._embed([_Prepared(draft, blobs, product)], report)
+        if report.rejected:
+            raise InvalidImageError(report.rejected[0].reason)
+        self.stores.upsert(upserts)
+        self.stores.save()
+        return True
+
     def _link_near_duplicates(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        scores, found = self.datadir.index("image").search(vectors, NEAR_DUPLICATE_NEIGHBOURS)
+        scores, found = self.stores.index("image").search(vectors, NEAR_DUPLICATE_NEIGHBOURS)
         pairs = [
             (int(own), int(other))
             for own, row_scores, row_ids in zip(ids, scores, found, strict=True)
@@ -180,7 +234,7 @@ class CatalogIngester:
             if other >= 0 and other != own and score >= NEAR_DUPLICATE_MIN_COSINE
         ]
         if pairs:
-            self.datadir.store.link_near_duplicates(pairs, SIGNATURE_MAX_DIFFERENCE)
+            self.stores.store.link_near_duplicates(pairs, SIGNATURE_MAX_DIFFERENCE)
 
     def _prepare(self, draft: ProductDraft, report: IngestReport) -> _Prepared | None:
         """Read and hash the draft's image files; a file that cannot be read rejects the row."""
@@ -205,7 +259,7 @@ class CatalogIngester:
         items = [item for item in items if item.draft.id in decoded]
         if not items:
             return []
-        embedder = self.datadir.embedder()
+        embedder = self.embedder()
         images = [image for item in items for image in decoded[item.draft.id]]
         image_vectors = embedder.embed_images(images) if images else np.zeros((0, 1), np.float32)
         texted = [item for item in items if item.product.text]
@@ -229,12 +283,12 @@ class CatalogIngester:
 
     def _decode(self, items: list[_Prepared], report: IngestReport) -> dict[str, list[Image.Image]]:
         """Decode every image in parallel threads (PIL releases the GIL); a bad image rejects its row."""
-        runtime = self.datadir.settings.runtime
-        short_side = draft_side(self.datadir.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
+        runtime = self.runtime
+        short_side = draft_side(self.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
 
         def decode(ref: ImageRef, blob: bytes) -> Image.Image:
             image = open_image(blob, label=ref.path, max_pixels=runtime.max_image_pixels, draft_short_side=short_side)
-            self.datadir.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
+            self.files.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
             return image
 
         pending = {
@@ -271,9 +325,3 @@ def _columns(sample: list[RawRow]) -> list[str]:
 def _id_of(row: RawRow, mapping: ColumnMapping) -> str | None:
     value = row.data.get(mapping.id)
     return None if value is None else str(value)
-
-
-def _batched(items: Iterable[ProductDraft], size: int) -> Iterator[list[ProductDraft]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch

@@ -109,19 +109,50 @@ class ImageResolver:
 
 
 def to_draft(line: int, data: dict[str, Any], mapping: ColumnMapping, resolver: ImageResolver) -> ProductDraft:
-    """Validate one row; RowError says why it cannot be ingested."""
+    """Validate one catalog row; RowError says why it cannot be ingested."""
     raw_id = data.get(mapping.id)
     if raw_id is None or str(raw_id).strip() == "":
         raise RowError(f"missing id (column {mapping.id!r})")
     name = _text(data.get(mapping.name)) if mapping.name else None
     labels = _image_values(data.get(mapping.image)) if mapping.image else []
-    text = ". ".join(part for part in [name, *(_text(data.get(c)) for c in mapping.text)] if part)
-    if not labels and not text:
-        raise RowError("nothing to match on: no image and no name or text")
     used = {mapping.id, mapping.name, mapping.image}
-    attributes = {key: value for key, value in data.items() if key not in used and value not in (None, "")}
+    attributes = {key: value for key, value in data.items() if key not in used}
+    text_parts = [_text(data.get(column)) for column in mapping.text]
+    if not labels and not _joined_text(name, text_parts):
+        raise RowError("nothing to match on: no image and no name or text")
     paths = [resolver.resolve(label) for label in labels]
-    return ProductDraft(line, str(raw_id).strip(), name, text, paths, labels, attributes)
+    return product_draft(line, str(raw_id).strip(), name, text_parts, attributes, paths, labels)
+
+
+def draft_from_fields(product_id: str, fields: dict[str, Any], images: list[Path]) -> ProductDraft:
+    """A product given field by field (the API's online upsert): "name", "description" and any attributes."""
+    if not product_id.strip():
+        raise RowError("missing id")
+    name = _text(fields.get("name"))
+    attributes = {key: value for key, value in fields.items() if key not in ("id", "name", "image")}
+    text_parts = [_text(fields.get("description"))]
+    return product_draft(0, product_id, name, text_parts, attributes, images, [str(path) for path in images])
+
+
+def product_draft(
+    line: int,
+    product_id: str,
+    name: str | None,
+    text_parts: list[str | None],
+    attributes: dict[str, Any],
+    paths: list[Path],
+    labels: list[str],
+) -> ProductDraft:
+    """The one constructor of drafts: searchable text is the name plus the text columns; empty values are dropped."""
+    text = _joined_text(name, text_parts)
+    if not paths and not text:
+        raise RowError("nothing to match on: no image and no name or text")
+    kept = {key: value for key, value in attributes.items() if value not in (None, "")}
+    return ProductDraft(line, product_id, name, text, paths, labels, kept)
+
+
+def _joined_text(name: str | None, text_parts: list[str | None]) -> str:
+    return ". ".join(part for part in [name, *text_parts] if part)
 
 
 def _text(value: Any) -> str | None:

@@ -33,6 +33,7 @@ class Calibration:
     positives: int
     negatives: int
     balanced_accuracy: float
+    real_verdicts: int = 0  # of the samples, how many are people's verdicts on real queries (feedback)
 
     def confidence(self, score: float, margin: float) -> float:
         return float(1.0 / (1.0 + np.exp(-(self.score_weight * score + self.margin_weight * margin + self.intercept))))
@@ -47,6 +48,7 @@ class Decision:
     is_match: bool
     confidence: float
     threshold: float
+    real_verdicts: int = 0  # people's verdicts on real queries that the calibration rests on
 
 
 def decide(calibration: Calibration | None, score: float | None, margin: float) -> Decision | None:
@@ -54,23 +56,47 @@ def decide(calibration: Calibration | None, score: float | None, margin: float) 
     if calibration is None or score is None:
         return None
     confidence = calibration.confidence(score, margin)
-    return Decision(confidence >= 0.5, round(confidence, 4), round(calibration.threshold(margin), 6))
+    threshold = round(calibration.threshold(margin), 6)
+    return Decision(confidence >= 0.5, round(confidence, 4), threshold, calibration.real_verdicts)
 
 
 Features = tuple[float, float]  # (score, margin)
+# A person's verdict on a real query counts as much as this many simulated queries: it is the real distribution.
+REAL_WEIGHT = 5.0
 
 
-def fit(positives: Sequence[Features], negatives: Sequence[Features]) -> Calibration:
-    """Class-balanced logistic regression of match / no-match on (score, margin)."""
-    pos, neg = np.asarray(positives, dtype=np.float64), np.asarray(negatives, dtype=np.float64)
+@dataclass
+class Samples:
+    """(score, margin) of queries whose top hit was the product (positives) and was not (negatives)."""
+
+    positives: list[Features]
+    negatives: list[Features]
+
+
+def fit(positives: Sequence[Features], negatives: Sequence[Features], real: Samples | None = None) -> Calibration:
+    """Class-balanced logistic regression of match / no-match on (score, margin) over simulated POSITIVES and
+    NEGATIVES; REAL samples (people's verdicts) weigh REAL_WEIGHT times a simulated one within their class."""
+    real = real or Samples([], [])
+    pos = np.asarray([*positives, *real.positives], dtype=np.float64).reshape(-1, 2)
+    neg = np.asarray([*negatives, *real.negatives], dtype=np.float64).reshape(-1, 2)
     features = np.vstack([pos, neg])
     labels = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
-    weights = np.concatenate([np.full(len(pos), 0.5 / len(pos)), np.full(len(neg), 0.5 / len(neg))])
+    weights = np.concatenate(
+        [_class_weights(len(positives), len(real.positives)), _class_weights(len(negatives), len(real.negatives))]
+    )
     score_weight, margin_weight, intercept = _logistic(features, labels, weights)
-    calibration = Calibration(score_weight, margin_weight, intercept, len(pos), len(neg), 0.0)
+    verdicts = len(real.positives) + len(real.negatives)
+    calibration = Calibration(score_weight, margin_weight, intercept, len(pos), len(neg), 0.0, verdicts)
     said = np.array([calibration.confidence(s, m) >= 0.5 for s, m in features])
     calibration.balanced_accuracy = round(float((said[labels == 1].mean() + (~said[labels == 0]).mean()) / 2), 4)
     return calibration
+
+
+def _class_weights(simulated: int, real: int) -> np.ndarray:
+    """Weights summing to 0.5 for one class, a real sample weighing REAL_WEIGHT simulated ones."""
+    raw = np.concatenate([np.ones(simulated), np.full(real, REAL_WEIGHT)])
+    weights: np.ndarray = 0.5 * raw / raw.sum()
+    return weights
 
 
 def _logistic(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, steps: int = 100) -> np.ndarray:

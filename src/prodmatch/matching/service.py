@@ -1,4 +1,4 @@
-"""The matching service: the one implementation of "which products match this photo / this text".
+"""The matching service: the one implementation of "which products match these embedded queries".
 
 Scores are cosine similarities (unit vectors, inner product), higher is better. A product with several
 images scores as its best image. Text queries search product text; when the model's image and text
@@ -8,7 +8,8 @@ spaces are shared (CLIP) they also search product images, and each candidate's t
 
 with w = settings.matching.text_weight (0.5 by default). Both terms are computed exactly for every
 candidate found by either search, so the fused score never mixes an exact value with a missing one;
-a product with no image (or no text) keeps the one score it has.
+a product with no image (or no text) keeps the one score it has. Queries arrive embedded: turning photos
+and texts into vectors is the application layer's job (in process, micro-batched, or on Triton).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
-from prodmatch.matching.decision import DECISION_KEY, Calibration, Decision, decide, from_meta, margin_of
-from prodmatch.models.preprocess import draft_side, open_image
-from prodmatch.stores.datadir import DataDir
+from prodmatch.matching.decision import Decision, decide, margin_of
+from prodmatch.matching.facts import CatalogFacts
+from prodmatch.models.record import ModelRecord
+from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.filters import Filter, check_keys
 from prodmatch.stores.protocols import SearchScope
 
@@ -54,57 +55,20 @@ class MatchResult:
 
 
 class MatchService:
-    """Matches queries against one data dir."""
+    """Ranks the products of one catalog for embedded image and text queries, and decides match / no match."""
 
-    def __init__(self, datadir: DataDir) -> None:
-        self.datadir = datadir
-        self._calibrations: dict[str, Calibration] | None = None
-        self._groups: dict[str, set[str]] | None = None
+    def __init__(
+        self, stores: CatalogStores, model: ModelRecord, settings: MatchingSettings, facts: CatalogFacts
+    ) -> None:
+        self.stores = stores
+        self.model = model
+        self.settings = settings
+        self.facts = facts
 
-    def decision(self, kind: str, result: MatchResult) -> Decision | None:
-        """Match / no-match for RESULT's top hit, from the data dir's calibration for KIND ("image" or "text")."""
+    def decide(self, space: str, result: MatchResult) -> Decision | None:
+        """Match / no-match for RESULT's top hit, from the catalog's calibration for SPACE ("image" or "text")."""
         top = result.matches[0].score if result.matches else None
-        return self.decide(kind, top, result.margin)
-
-    def decide(self, kind: str, score: float | None, margin: float) -> Decision | None:
-        if self._calibrations is None:
-            self._calibrations = from_meta(self.datadir.store.get_meta(DECISION_KEY))
-        return decide(self._calibrations.get(kind), score, margin)
-
-    def duplicate_groups(self) -> dict[str, set[str]]:
-        """Product id -> its duplicate-listing group (cached until refresh())."""
-        if self._groups is None:
-            self._groups = {member: set(group) for group in self.datadir.store.duplicate_groups() for member in group}
-        return self._groups
-
-    def refresh(self) -> None:
-        """Re-read thresholds and duplicate groups on next use (after a recalibration or catalog change)."""
-        self._calibrations = None
-        self._groups = None
-
-    def warm(self) -> None:
-        """Load the model and open (and check) the indexes now rather than on the first query."""
-        self.datadir.embedder()
-        for space in self.datadir.record.spaces:
-            self.datadir.index(space)
-
-    def decode(self, source: bytes | Path) -> Image.Image:
-        """Decode a query photo the way ingest does (JPEG draft decoding to twice the model's input size)."""
-        runtime = self.datadir.settings.runtime
-        draft = draft_side(self.datadir.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
-        return open_image(source, max_pixels=runtime.max_image_pixels, draft_short_side=draft)
-
-    def match_image(self, image: Image.Image, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
-        started = time.perf_counter()
-        self.check_query(top_k, filters)
-        query = self.datadir.embedder().embed_images([image])[0]
-        return self.match_vectors(query, None, top_k, filters, started=started)
-
-    def match_text(self, text: str, top_k: int = 10, filters: Sequence[Filter] = ()) -> MatchResult:
-        started = time.perf_counter()
-        self.check_query(top_k, filters)
-        query = self.datadir.embedder().embed_texts([text])[0]
-        return self.match_vectors(None, query, top_k, filters, started=started)
+        return decide(self.facts.calibrations().get(space), top, result.margin)
 
     def match_vectors(
         self,
@@ -118,8 +82,7 @@ class MatchService:
         """Match embedded queries: an image, a text, or both (a photo plus "but in red").
 
         Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
-        computed exactly (w = IMAGE_WEIGHT).
-        """
+        computed exactly (w = IMAGE_WEIGHT)."""
         started = time.perf_counter() if started is None else started
         self.check_query(top_k, filters)
         depth = max(top_k, DECISION_DEPTH)
@@ -129,16 +92,20 @@ class MatchService:
             return self._result(self.text_query_scores(text, depth, filters), top_k, started)
         if image is None or text is None:
             raise InvalidQueryError("give an image, a text, or both")
+        return self._result(self._both(image, text, depth, filters, image_weight), top_k, started)
+
+    def _both(
+        self, image: np.ndarray, text: np.ndarray, depth: int, filters: Sequence[Filter], image_weight: float
+    ) -> dict[str, float]:
         candidates = set(self.image_query_scores(image, depth, filters)) | set(
             self.text_query_scores(text, depth, filters)
         )
         by_image = self.score_products("image", image, candidates)
         by_text = self.score_products("text", text, candidates)
-        fused = {
+        return {
             pid: image_weight * by_image.get(pid, 0.0) + (1 - image_weight) * by_text.get(pid, 0.0)
             for pid in candidates
         }
-        return self._result(fused, top_k, started)
 
     def image_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
         """Product scores for an embedded image query."""
@@ -147,17 +114,17 @@ class MatchService:
     def text_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
         """Product scores for an embedded text query, fused with image scores in a shared space."""
         text_scores = self.search_space("text", query, top_k, filters)
-        if not self.datadir.record.shared_space:
+        if not self.model.shared_space:
             return text_scores
         image_scores = self.search_space("image", query, top_k, filters)
         return self._fuse(query, set(text_scores) | set(image_scores))
 
     def search_space(self, space: str, query: np.ndarray, top_k: int, filters: Sequence[Filter]) -> dict[str, float]:
         """Best score per product in SPACE for up to TOP_K products passing FILTERS (filters run in the search)."""
-        index = self.datadir.index(space)
+        index = self.stores.index(space)
         scope = None
         if filters:
-            store = self.datadir.store
+            store = self.stores.store
             scope = SearchScope(filters, functools.cache(lambda: store.vector_ids(space, filters)))
         fetch, size = top_k * 2, len(index)
         while True:
@@ -170,7 +137,7 @@ class MatchService:
 
     def _best_per_product(self, scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
         valid = ids >= 0
-        owners = self.datadir.store.vector_owners(ids[valid].tolist())
+        owners = self.facts.owners(ids[valid].tolist())
         best: dict[str, float] = {}
         for vector_id, score in zip(ids[valid].tolist(), scores[valid].tolist(), strict=True):
             owner = owners.get(vector_id)
@@ -178,16 +145,16 @@ class MatchService:
                 best[owner] = float(score)
         return best
 
-    def score_products(self, kind: str, query: np.ndarray, product_ids: set[str]) -> dict[str, float]:
-        """Exact scores of the given products for an embedded query of KIND ("image" or "text"), as ranked."""
-        if kind == "image":
+    def score_products(self, space: str, query: np.ndarray, product_ids: set[str]) -> dict[str, float]:
+        """Exact scores of the given products for an embedded query of SPACE ("image" or "text"), as ranked."""
+        if space == "image":
             return self._exact_scores(query, product_ids, "image")
-        if self.datadir.record.shared_space:
+        if self.model.shared_space:
             return self._fuse(query, product_ids)
         return self._exact_scores(query, product_ids, "text")
 
     def _fuse(self, query: np.ndarray, candidates: set[str]) -> dict[str, float]:
-        weight = self.datadir.settings.matching.text_weight
+        weight = self.settings.text_weight
         per_space = {space: self._exact_scores(query, candidates, space) for space in ("text", "image")}
         fused: dict[str, float] = {}
         for product_id in candidates:
@@ -199,7 +166,7 @@ class MatchService:
         return fused
 
     def _exact_scores(self, query: np.ndarray, candidates: set[str], space: str) -> dict[str, float]:
-        owners, vectors = self.datadir.store.product_vectors(sorted(candidates), space)
+        owners, vectors = self.stores.store.product_vectors(sorted(candidates), space)
         best: dict[str, float] = {}
         for owner, score in zip(owners, (vectors @ query).tolist() if len(owners) else [], strict=True):
             best[owner] = max(score, best.get(owner, -np.inf))
@@ -209,15 +176,15 @@ class MatchService:
         """Raise for an out-of-range top_k or an unknown filter key (cheap: run it before embedding)."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidQueryError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        check_keys(list(filters), self.datadir.store.attribute_keys())
+        check_keys(list(filters), self.facts.attribute_keys())
 
     def _result(self, scores: dict[str, float], top_k: int, started: float) -> MatchResult:
         ranked = rank(scores, top_k)
-        margin = margin_of(scores, ranked[0][0], self.duplicate_groups()) if ranked else 0.0
-        products = self.datadir.store.get([product_id for product_id, _ in ranked])
+        margin = margin_of(scores, ranked[0][0], self.facts.duplicate_groups()) if ranked else 0.0
+        products = self.facts.products([product_id for product_id, _ in ranked])
         matches = [Match(pid, round(score, 6), products[pid].as_dict()) for pid, score in ranked if pid in products]
         took_ms = round((time.perf_counter() - started) * 1000, 3)
-        return MatchResult(matches, self.datadir.record.name, took_ms, margin)
+        return MatchResult(matches, self.model.name, took_ms, margin)
 
 
 def rank(scores: dict[str, float], top_k: int) -> list[tuple[str, float]]:

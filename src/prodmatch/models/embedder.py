@@ -1,15 +1,19 @@
-"""The Embedder seam: what the rest of prodmatch needs from a model runtime."""
+"""The Embedder seam (what the rest of prodmatch needs from a model) and TowerEmbedder, its one implementation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
+from prodmatch.batching import slices
+from prodmatch.errors import ModelUnavailableError
 from prodmatch.models.bundle import Manifest
 from prodmatch.models.preprocess import to_tensor
+from prodmatch.models.runtime import ModelSession
+from prodmatch.models.tokenize import TOKEN_INPUTS, TextTokenizer
 
 
 @runtime_checkable
@@ -62,10 +66,19 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return normalised
 
 
-class ManifestProperties:
-    """The Embedder properties that come straight from the bundle manifest."""
+class TowerEmbedder:
+    """The Embedder for every backend: MANIFEST's preprocessing and TOKENIZER here, the towers' models in the
+    IMAGE and TEXT sessions (wherever those run them)."""
 
-    manifest: Manifest
+    def __init__(self, manifest: Manifest, image: ModelSession, text: ModelSession, tokenizer: TextTokenizer) -> None:
+        if len(image.inputs) != 1:
+            raise ModelUnavailableError(f"{manifest.name}: the image model takes {list(image.inputs)}, not pixels")
+        if unknown := set(text.inputs) - set(TOKEN_INPUTS):
+            raise ModelUnavailableError(f"{manifest.name}: the text model takes {sorted(unknown)}, not tokens")
+        self.manifest = manifest
+        self.image_session = image
+        self.text_session = text
+        self.tokenizer = tokenizer
 
     @property
     def fingerprint(self) -> str:
@@ -82,8 +95,41 @@ class ManifestProperties:
     def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
         return to_tensor(images, self.manifest.image.preprocess)
 
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Unit vectors in the image space, one row per image."""
+        return self.embed_pixels(self.pixels(images))
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Unit vectors for an already preprocessed NCHW batch."""
+        session = self.image_session
+        (name,) = session.inputs  # one input, checked in __init__
+        feeds = [_cast(session.inputs, {name: chunk}) for chunk in slices(pixels, session.max_batch)]
+        return _vectors(session, feeds, self.manifest.image.dims)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors in the text space, one row per text."""
+        session = self.text_session
+        feeds = (
+            _cast(session.inputs, self.tokenizer.encode(chunk, pad_to_multiple_of=session.pad_to_multiple_of))
+            for chunk in slices(list(texts), session.max_batch)
+        )
+        return _vectors(session, feeds, self.manifest.text.dims)
+
     def health(self) -> str | None:
-        return None  # an in-process model is ready once constructed
+        # Stops at the first unready tower: a down server is reported after one tower's retries, not two.
+        return self.image_session.health() or self.text_session.health()
 
     def close(self) -> None:
-        return None
+        self.image_session.close()
+        self.text_session.close()
+
+
+def _cast(inputs: Mapping[str, np.dtype[Any]], arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays a session takes (a text model may not take all the tokenizer's), as the dtypes it takes, in
+    contiguous memory: Triton's clients send the raw buffer, and a served model may want int32 or float16."""
+    return {name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in inputs.items()}
+
+
+def _vectors(session: ModelSession, feeds: Iterable[Mapping[str, np.ndarray]], dims: int) -> np.ndarray:
+    rows = [session.run(feed) for feed in feeds]
+    return l2_normalise(np.concatenate(rows)) if rows else np.zeros((0, dims), np.float32)

@@ -1,4 +1,4 @@
-"""The one place that maps a model name, bundle folder or backend name to an Embedder."""
+"""The one place that maps a model name, bundle folder or backend name to an Embedder (its model sessions)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Literal
 from prodmatch.config import Settings
 from prodmatch.errors import ModelUnavailableError
 from prodmatch.models.bundle import Bundle, is_bundle
-from prodmatch.models.embedder import Embedder
+from prodmatch.models.embedder import Embedder, TowerEmbedder
 from prodmatch.models.registry import Precision, get_spec, load_registry
+from prodmatch.models.runtime import ModelSession
+from prodmatch.models.tokenize import TextTokenizer
 from prodmatch.models.weights import availability
 
 Backend = Literal["onnx", "torch", "triton"]
@@ -53,19 +55,25 @@ def create_embedder(bundle: Bundle, settings: Settings, backend: Backend | None 
     if backend == "triton":
         if not settings.model_url:
             raise ModelUnavailableError("the triton backend needs a model URL (PRODMATCH_MODEL_URL=triton://HOST/NAME)")
-        from prodmatch.models.triton.embedder import TritonEmbedder
+        from prodmatch.models.triton.session import open_triton_sessions
 
-        return TritonEmbedder(bundle, settings.model_url)
+        return bundle_embedder(bundle, *open_triton_sessions(bundle.manifest, settings.model_url))
     if backend == "onnx":
-        from prodmatch.models.onnx_runtime import OnnxEmbedder
+        from prodmatch.models.onnx_runtime import OnnxSession
 
-        return OnnxEmbedder(bundle, settings.runtime)
+        image = OnnxSession(bundle.image_graph, settings.runtime)
+        return bundle_embedder(bundle, image, OnnxSession(bundle.text_graph, settings.runtime))
     if backend == "torch":
-        from prodmatch.models.torch_reference import TorchEmbedder
+        from prodmatch.models.torch_reference import open_reference
 
-        spec = get_spec(bundle.manifest.name)
-        return TorchEmbedder(spec, settings.clip_weights, settings.runtime.intra_op_threads)
+        reference = open_reference(get_spec(bundle.manifest.name), settings.clip_weights, settings.runtime)
+        return TowerEmbedder(reference.manifest, reference.image, reference.text, reference.tokenizer)
     raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+def bundle_embedder(bundle: Bundle, image: ModelSession, text: ModelSession) -> TowerEmbedder:
+    """BUNDLE's manifest and tokenizer around its two towers, wherever IMAGE and TEXT run them."""
+    return TowerEmbedder(bundle.manifest, image, text, TextTokenizer(bundle.tokenizer_file, bundle.manifest.text))
 
 
 def choose_default_model(settings: Settings) -> tuple[str, str]:

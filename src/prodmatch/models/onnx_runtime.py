@@ -1,21 +1,27 @@
-"""The default Embedder: ONNX Runtime sessions over a bundle."""
+"""ONNX Runtime sessions: the default backend, running a bundle's graphs in this process."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from prodmatch.config import RuntimeSettings
-from prodmatch.models.bundle import Bundle
-from prodmatch.models.embedder import ManifestProperties, l2_normalise
-from prodmatch.models.tokenize import TextTokenizer
+from prodmatch.errors import ModelUnavailableError
 
 # Prefer accelerators when this onnxruntime build has them; CPU is always last and always present.
 _PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# The element types of ONNX graph inputs, as onnxruntime names them.
+_NUMPY_TYPES: dict[str, np.dtype[Any]] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(int32)": np.dtype(np.int32),
+}
 
 
 def session_options(runtime: RuntimeSettings) -> ort.SessionOptions:
@@ -35,36 +41,34 @@ def available_providers() -> list[str]:
     return [name for name in _PREFERRED_PROVIDERS if name in present]
 
 
-class OnnxEmbedder(ManifestProperties):
-    """Embedder backed by ONNX Runtime; sessions are created once, in the constructor."""
+class OnnxSession:
+    """A ModelSession over one ONNX graph, created once; runs up to runtime.max_batch rows at a time."""
 
-    def __init__(self, bundle: Bundle, runtime: RuntimeSettings | None = None) -> None:
-        self.bundle = bundle
-        self.manifest = bundle.manifest
-        self.runtime = runtime or RuntimeSettings()
-        options = session_options(self.runtime)
-        providers = available_providers()
-        self._image = ort.InferenceSession(str(bundle.image_graph), options, providers=providers)
-        self._text = ort.InferenceSession(str(bundle.text_graph), options, providers=providers)
-        self._text_inputs = [node.name for node in self._text.get_inputs()]
-        self.tokenizer = TextTokenizer(bundle.tokenizer_file, self.manifest.text)
+    pad_to_multiple_of = 1  # in process every shape is as cheap as any other: pad only to the longest text
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Unit vectors in the image space, one row per image."""
-        return self.embed_pixels(self.pixels(images))
+    def __init__(self, graph: Path, runtime: RuntimeSettings | None = None) -> None:
+        runtime = runtime or RuntimeSettings()
+        self.graph = graph
+        self.max_batch = runtime.max_batch
+        self._session: ort.InferenceSession | None = ort.InferenceSession(
+            str(graph), session_options(runtime), providers=available_providers()
+        )
+        self._output = self._session.get_outputs()[0].name
+        try:
+            self.inputs: Mapping[str, np.dtype[Any]] = {
+                node.name: _NUMPY_TYPES[node.type] for node in self._session.get_inputs()
+            }
+        except KeyError as exc:
+            raise ModelUnavailableError(f"{graph}: input type {exc.args[0]} is not one prodmatch sends") from exc
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Unit vectors for an already preprocessed NCHW batch."""
-        chunks = [
-            self._image.run(None, {"pixel_values": pixels[start : start + self.runtime.max_batch]})[0]
-            for start in range(0, len(pixels), self.runtime.max_batch)
-        ]
-        return l2_normalise(np.concatenate(chunks)) if chunks else np.zeros((0, self.manifest.image.dims), "f4")
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        if self._session is None:
+            raise RuntimeError(f"the session for {self.graph} is closed")
+        output: np.ndarray = self._session.run([self._output], dict(inputs))[0]
+        return output
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors in the text space, one row per text."""
-        rows = []
-        for start in range(0, len(texts), self.runtime.max_batch):
-            encoded = self.tokenizer.encode(texts[start : start + self.runtime.max_batch])
-            rows.append(self._text.run(None, {name: encoded[name] for name in self._text_inputs})[0])
-        return l2_normalise(np.concatenate(rows)) if rows else np.zeros((0, self.manifest.text.dims), "f4")
+    def health(self) -> str | None:
+        return None  # an in-process model is ready once loaded
+
+    def close(self) -> None:
+        self._session = None  # onnxruntime frees a session's memory when the last reference goes

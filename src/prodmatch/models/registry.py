@@ -79,3 +79,12 @@ def get_spec(name: str) -> ModelSpec:
     if name not in registry:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(registry))}")
     return registry[name]
+
+
+def parse_precisions(text: str) -> list[Precision]:
+    """Comma-separated precisions, checked: "fp32,int8" -> ["fp32", "int8"]."""
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    for precision in chosen:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return chosen  # type: ignore[return-value]

@@ -20,6 +20,8 @@ from prodmatch.errors import InvalidTextError
 from prodmatch.models.registry import TextTowerSpec
 
 _WHITESPACE = re.compile(r"\s+")
+# The arrays encode() returns; a text tower takes some of them (CLIP's only input_ids).
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def clean_clip_text(text: str) -> str:

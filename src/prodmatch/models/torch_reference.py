@@ -1,43 +1,74 @@
-"""The PyTorch reference Embedder: same preprocessing and tokenizer, the original modules. Slow; for parity."""
+"""The PyTorch reference: the registry's original modules as ModelSessions, in fp32. Slow; for parity checks."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from torch import nn
 
+from prodmatch.config import RuntimeSettings
 from prodmatch.models.bundle import TOKENIZER_FILE, Manifest
-from prodmatch.models.embedder import ManifestProperties, l2_normalise
 from prodmatch.models.registry import ModelSpec
 from prodmatch.models.tokenize import TextTokenizer
 from prodmatch.models.torch_towers import build_towers
 
+REFERENCE_FINGERPRINT = "torch-reference"
 
-class TorchEmbedder(ManifestProperties):
-    """Embedder running the registry's PyTorch modules in fp32."""
 
-    def __init__(self, spec: ModelSpec, clip_weights: str, threads: int | None = None) -> None:
-        if threads:
-            torch.set_num_threads(threads)
-        self.manifest = Manifest.from_spec(spec, "fp32").model_copy(update={"fingerprint": "torch-reference"})
-        self._workdir = tempfile.TemporaryDirectory(prefix="prodmatch-torch-")
-        tokenizer_file = Path(self._workdir.name) / TOKENIZER_FILE
-        self._towers = build_towers(spec, clip_weights, tokenizer_file)
-        self.tokenizer = TextTokenizer(tokenizer_file, spec.text)
+class TorchSession:
+    """A ModelSession over one PyTorch tower, which takes INPUTS as positional tensors in that order."""
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.embed_pixels(self.pixels(images))
+    pad_to_multiple_of = 1
 
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    def __init__(self, module: nn.Module, inputs: Mapping[str, np.dtype[Any]], max_batch: int) -> None:
+        self.module = module
+        self.inputs = inputs
+        self.max_batch = max_batch
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        tensors = [torch.from_numpy(inputs[name]) for name in self.inputs]
         with torch.inference_mode():
-            return l2_normalise(self._towers.image(torch.from_numpy(pixels)).numpy())
+            output: np.ndarray = self.module(*tensors).numpy()
+        return output
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        encoded = self.tokenizer.encode(texts)
-        inputs = [torch.from_numpy(encoded[name]) for name in self._towers.text_input_names]
-        with torch.inference_mode():
-            return l2_normalise(self._towers.text(*inputs).numpy())
+    def health(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        return None  # the modules are freed with the session
+
+
+@dataclass
+class Reference:
+    """What a reference Embedder is made of: the registry's manifest and tokenizer, and the two towers."""
+
+    manifest: Manifest
+    image: TorchSession
+    text: TorchSession
+    tokenizer: TextTokenizer
+
+
+def open_reference(spec: ModelSpec, clip_weights: str, runtime: RuntimeSettings) -> Reference:
+    """SPEC's towers built from its original weights; the tokenizer is written and read here too, so that the
+    reference owes nothing to an exported bundle."""
+    if runtime.intra_op_threads:
+        torch.set_num_threads(runtime.intra_op_threads)
+    # Not a bundle fingerprint: a catalog built with the reference must never pass for one built from a bundle.
+    manifest = Manifest.from_spec(spec, "fp32").model_copy(update={"fingerprint": REFERENCE_FINGERPRINT})
+    with tempfile.TemporaryDirectory(prefix="prodmatch-torch-") as workdir:
+        tokenizer_file = Path(workdir) / TOKENIZER_FILE
+        towers = build_towers(spec, clip_weights, tokenizer_file)
+        tokenizer = TextTokenizer(tokenizer_file, spec.text)  # reads the file now; the folder can go
+    image = TorchSession(towers.image, {"pixel_values": np.dtype(np.float32)}, runtime.max_batch)
+    text = TorchSession(towers.text, _int64(towers.text_input_names), runtime.max_batch)
+    return Reference(manifest, image, text, tokenizer)
+
+
+def _int64(names: Sequence[str]) -> dict[str, np.dtype[Any]]:
+    return {name: np.dtype(np.int64) for name in names}

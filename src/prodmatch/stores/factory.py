@@ -1,51 +1,25 @@
-"""The one place that maps store URLs to MetadataStore / VectorIndex implementations.
-
-Metadata: sqlite:///PATH, postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, mongodb://HOST[:PORT]/DB (mongodb+srv too).
-Vectors: faiss:///DIR, pgvector://USER[:PASSWORD]@HOST[:PORT]/DB, qdrant://HOST[:PORT] (qdrant+https:// for TLS),
-qdrant+local:///DIR. A query string passes options: ?prefix=NAME puts the tables or collections of one catalog
-under NAME (default prodmatch), ?api_key=KEY for Qdrant. Drivers are pip extras, imported only when chosen.
-"""
+"""The one place that maps store URLs (stores/urls.py) to MetadataStore / VectorIndex implementations.
+Drivers are pip extras, imported only when chosen."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
 from prodmatch.stores.protocols import MetadataStore, VectorIndex
+from prodmatch.stores.urls import family_of, require_driver, scheme_of
 
 METADATA_SCHEMES = ("sqlite", "postgresql", "mongodb")
 VECTOR_SCHEMES = ("faiss", "pgvector", "qdrant", "qdrant+https", "qdrant+local")
-DEFAULT_PREFIX = "prodmatch"
 _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mongodb": ("pymongo", "mongo")}
 _INDEX_DRIVERS = {"pgvector": ("pgvector", "pgvector"), "qdrant": ("qdrant_client", "qdrant")}
 
 
-def scheme_of(url: str) -> str:
-    scheme = urlsplit(url).scheme
-    if not scheme:
-        raise StoreConfigError(f"store URL {url!r} has no scheme (like postgresql://, qdrant://)")
-    return scheme
-
-
-def require_driver(module: str, extra: str, url: str) -> None:
-    """Fail with the pip command to run when the driver for URL is not installed."""
-    if importlib.util.find_spec(module) is None:
-        raise StoreConfigError(
-            f"{url.split(':', 1)[0]} stores need the {module!r} package: pip install 'prodmatch[{extra}]'"
-        )
-
-
-def url_option(url: str, name: str, default: str) -> str:
-    return parse_qs(urlsplit(url).query).get(name, [default])[0]
-
-
 def open_metadata_store(url: str) -> MetadataStore:
     """A MetadataStore for URL."""
-    scheme = scheme_of(url)
-    family = scheme.split("+", 1)[0]
+    family = family_of(url)
     if family in _DRIVERS:
         require_driver(*_DRIVERS[family], url)
     if family in ("sqlite", "postgresql"):
@@ -61,8 +35,7 @@ def open_metadata_store(url: str) -> MetadataStore:
 
 def open_vector_index(url: str, space: str, dims: int, settings: IndexSettings) -> VectorIndex:
     """The VectorIndex for vector SPACE (image, text) of DIMS dimensions at URL."""
-    scheme = scheme_of(url)
-    family = scheme.split("+", 1)[0]
+    scheme, family = scheme_of(url), family_of(url)
     if family in _INDEX_DRIVERS:
         require_driver(*_INDEX_DRIVERS[family], url)
     if scheme == "faiss":

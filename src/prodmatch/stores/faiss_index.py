@@ -27,15 +27,12 @@ from prodmatch.stores.records import VectorLabel
 _COMPACT_RATIO = 0.2
 # Below this many vectors per add, starting OpenMP threads costs more than it saves (online upserts).
 _PARALLEL_BUILD_MIN = 256
-_INDEX_KINDS = ("auto", "flat", "hnsw")
 
 
 class FaissIndex:
     """One vector space's index, persisted as a single file written then renamed."""
 
     def __init__(self, path: Path, dims: int, settings: IndexSettings) -> None:
-        if settings.kind not in _INDEX_KINDS:
-            raise ValueError(f"unknown index kind {settings.kind!r}; valid kinds: {', '.join(_INDEX_KINDS)}")
         self.path = Path(path)
         self.dims = dims
         self.settings = settings

@@ -1,22 +1,35 @@
-"""Attribute filters: KEY=VALUE, KEY!=VALUE, KEY>=NUM, KEY<=NUM, KEY>NUM, KEY<NUM.
+"""Attribute filters: KEY=VALUE, KEY!=VALUE, KEY>=NUM, KEY<=NUM, KEY>NUM, KEY<NUM; what they mean is written
+here only, as a condition (conditions.py) over the form every store keeps, `searchable(attributes)`.
 
-What they mean, in every store: KEY=VALUE holds when the attribute's text equals VALUE ignoring case, or its
-number equals VALUE's; KEY!=VALUE when the product has the attribute and KEY=VALUE does not hold (a product
-without the attribute passes neither); the comparisons hold for attributes with a number (or numeric text).
-Stores evaluate them over `searchable(attributes)`.
+KEY=VALUE holds when the attribute's text equals VALUE ignoring case, or its number equals VALUE's; KEY!=VALUE
+when the product has the attribute and KEY=VALUE does not hold (a product without the attribute passes
+neither); the comparisons hold for attributes with a number (or numeric text). Numbers are finite: "nan" and
+"inf" are only text.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from prodmatch.errors import FilterError
+from prodmatch.stores.conditions import (
+    AllOf,
+    AnyOf,
+    Condition,
+    HasText,
+    Not,
+    NumberCompare,
+    NumberEquals,
+    TextEquals,
+    all_of,
+)
 
 Operator = Literal["=", "!=", ">=", "<=", ">", "<"]
 _PATTERN = re.compile(r"^\s*([^=!<>]+?)\s*(>=|<=|!=|=|>|<)\s*(.*?)\s*$")
-NUMERIC_OPERATORS = (">=", "<=", ">", "<")
 
 
 @dataclass(frozen=True)
@@ -27,10 +40,28 @@ class Filter:
 
     @property
     def number(self) -> float | None:
-        try:
-            return float(self.value)
-        except ValueError:
-            return None
+        """VALUE as a number, if it is one: the same reading as searchable() gives stored text."""
+        return _as_number(self.value)
+
+    @cached_property
+    def condition(self) -> Condition:
+        """What this filter means (the module docstring): the condition every store translates. Worked out on
+        first use and kept; FilterError when it means nothing (a comparison with no number)."""
+        match self.op:
+            case ">=" | "<=" | ">" | "<":
+                if self.number is None:
+                    raise FilterError(f"{self.op} needs a number, got {self.value!r}")
+                return NumberCompare(self.key, self.op, self.number)
+            case "=" | "!=":
+                same: Condition = TextEquals(self.key, self.value.lower())
+                if self.number is not None:
+                    same = AnyOf((same, NumberEquals(self.key, self.number)))
+                return same if self.op == "=" else AllOf((HasText(self.key), Not(same)))
+
+
+def condition_of(filters: Sequence[Filter]) -> Condition | None:
+    """All FILTERS as one condition; None when there are none."""
+    return all_of([item.condition for item in filters])
 
 
 def parse_filter(text: str) -> Filter:
@@ -40,8 +71,10 @@ def parse_filter(text: str) -> Filter:
         raise FilterError(f"bad filter {text!r}: expected KEY=VALUE, KEY!=VALUE or KEY>=NUM (also <=, >, <)")
     key, op, value = match.groups()
     parsed = Filter(key, op, value)  # type: ignore[arg-type]
-    if op in NUMERIC_OPERATORS and parsed.number is None:
-        raise FilterError(f"bad filter {text!r}: {op} needs a number, got {value!r}")
+    try:
+        parsed.condition  # noqa: B018  # lowered now: a filter that means nothing is refused as it is parsed
+    except FilterError as exc:
+        raise FilterError(f"bad filter {text!r}: {exc}") from None
     return parsed
 
 

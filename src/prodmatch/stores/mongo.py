@@ -11,50 +11,34 @@ entries after N days (a TTL index).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from bson import Binary, Int64
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, MongoClient, ReplaceOne, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.uri_parser import parse_uri
 
-from prodmatch.stores.common import chunks, merge_groups, same_photo, stack_vectors
-from prodmatch.stores.filters import Filter, field_key, searchable
-from prodmatch.stores.records import ImageRef, Product, ProductUpsert, QueryLogEntry, VectorChanges, VectorLabel
+from prodmatch.batching import chunks
+from prodmatch.stores.common import stack_vectors
+from prodmatch.stores.duplicates import duplicate_groups, near_duplicate_links
+from prodmatch.stores.filters import Filter, searchable
+from prodmatch.stores.mongo_activity import MongoActivity
+from prodmatch.stores.mongo_filters import filter_query, search_path, stored_search
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, VectorChanges, VectorLabel
 
+log = logging.getLogger(__name__)
 OWN_OPTIONS = ("query_log_ttl_days",)
 DEFAULT_DATABASE = "prodmatch"
 SERVER_TIMEOUT_MS = 3000  # a store that is down answers within seconds (503), not pymongo's default 30 s
 _IN_CHUNK = 5000
 
 
-def filter_query(filters: Sequence[Filter]) -> dict[str, Any]:
-    """A find() query for FILTERS over products' `search` field (filters.py says what they mean)."""
-    return {"$and": [_condition(item) for item in filters]} if filters else {}
-
-
-def _condition(item: Filter) -> dict[str, Any]:
-    text, number = f"search.s.{field_key(item.key)}", f"search.n.{field_key(item.key)}"
-    value = item.number
-    if item.op in ("=", "!="):
-        same: dict[str, Any] = {text: item.value.lower()}
-        if value is not None:
-            same = {"$or": [same, {number: value}]}
-        return same if item.op == "=" else {"$and": [{text: {"$exists": True}}, {"$nor": [same]}]}
-    operator = {">=": "$gte", "<=": "$lte", ">": "$gt", "<": "$lt"}[item.op]
-    return {number: {operator: value}}
-
-
-def _stored_search(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {part: {field_key(k): v for k, v in values.items()} for part, values in searchable(attributes).items()}
-
-
-class MongoMetadataStore:
+class MongoMetadataStore(MongoActivity):
     """The MetadataStore protocol over one MongoDB database (the URL's, or "prodmatch")."""
 
     def __init__(self, url: str) -> None:
@@ -72,17 +56,19 @@ class MongoMetadataStore:
         self.products.create_index("image_shas")
         self.vectors.create_index([("product_id", ASCENDING), ("space", ASCENDING)])
         self.vectors.create_index("space")
-        ttl_days = options.get("query_log_ttl_days")
-        if ttl_days:
-            self.query_log.create_index("at", expireAfterSeconds=int(float(ttl_days) * 86400))
-        else:
-            self.query_log.create_index("at")
+        self._index_activity(options.get("query_log_ttl_days"))
         for key in self.attribute_keys():
             self._index_attribute(key)
 
     def _index_attribute(self, key: str) -> None:
+        """Indexes on KEY's text and number, where the server allows: filters work without them (by scanning),
+        and servers refuse some (MongoDB keeps at most 64 per collection; nx-27017 indexes only paths that are
+        identifiers), which must not stop an ingest."""
         for part in ("s", "n"):
-            self.products.create_index(f"search.{part}.{field_key(key)}")
+            try:
+                self.products.create_index(search_path(part, key))
+            except OperationFailure as exc:
+                log.warning("attribute %r gets no index, its filters scan: %s", key, str(exc).splitlines()[0][:200])
 
     def close(self) -> None:
         self.client.close()
@@ -93,6 +79,10 @@ class MongoMetadataStore:
 
     def set_meta(self, key: str, value: Any) -> None:
         self.meta.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
+
+    def products_with_image(self, sha256: str) -> list[str]:
+        """Ids of the products that list the image with this SHA-256."""
+        return sorted(doc["_id"] for doc in self.products.find({"image_shas": sha256}, {"_id": 1}))
 
     def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
@@ -164,7 +154,7 @@ class MongoMetadataStore:
             "name": product.name,
             "text": product.text,
             "attributes": product.attributes,
-            "search": _stored_search(product.attributes),
+            "search": stored_search(product.attributes),
             "images": images,
             "image_shas": [ref.sha256 for ref in product.images],  # indexed: which products list a photo
             "content_hash": product.content_hash,
@@ -202,6 +192,7 @@ class MongoMetadataStore:
     def delete(self, product_id: str) -> VectorChanges:
         changes = self._remove_vectors({"product_id": product_id})
         self.products.delete_one({"_id": product_id})
+        self.db["feedback"].delete_many({"product_id": product_id})  # as SQL's foreign key cascades
         return changes
 
     def get(self, ids: Sequence[str]) -> dict[str, Product]:
@@ -252,9 +243,8 @@ class MongoMetadataStore:
     def iter_vectors(
         self, space: str, ids: np.ndarray, batch: int = 4096
     ) -> Iterator[tuple[np.ndarray, np.ndarray, list[VectorLabel]]]:
-        for start in range(0, len(ids), batch):
-            chunk = [Int64(i) for i in ids[start : start + batch]]
-            docs = list(self.vectors.find({"_id": {"$in": chunk}, "space": space}))
+        for chunk in chunks(ids.tolist(), batch):
+            docs = list(self.vectors.find({"_id": {"$in": [Int64(i) for i in chunk]}, "space": space}))
             attributes = {
                 d["_id"]: d["attributes"]
                 for d in self.products.find({"_id": {"$in": list({d["product_id"] for d in docs})}}, {"attributes": 1})
@@ -268,52 +258,42 @@ class MongoMetadataStore:
             )
 
     def link_near_duplicates(self, pairs: Sequence[tuple[int, int]], max_difference: float) -> int:
-        vector_ids = list({Int64(i) for pair in pairs for i in pair})
-        sha_of = {
-            int(d["_id"]): d.get("image_sha") for d in self.vectors.find({"_id": {"$in": vector_ids}}, {"image_sha": 1})
-        }
-        signature_of = self._signatures({sha for sha in sha_of.values() if sha})
-        links = {
-            tuple(sorted((first, second)))
-            for a, b in pairs
-            if (first := sha_of.get(a)) and (second := sha_of.get(b)) and first != second
-        }
+        """Record image pairs (by vector id) that are the same photo saved twice (duplicates.py decides which).
+        Returns the number of new links."""
         new = 0
-        for a, b in links:
-            if same_photo(signature_of.get(a), signature_of.get(b), max_difference):
-                try:
-                    self.links.insert_one({"_id": f"{a}|{b}", "sha_a": a, "sha_b": b})
-                    new += 1
-                except DuplicateKeyError:
-                    pass
+        for a, b in near_duplicate_links(pairs, max_difference, self._image_shas, self._signatures):
+            try:
+                self.links.insert_one({"_id": f"{a}|{b}", "sha_a": a, "sha_b": b})
+                new += 1
+            except DuplicateKeyError:
+                pass
         return new
 
-    def _signatures(self, shas: set[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for doc in self.products.find({"image_shas": {"$in": list(shas)}}, {"images": 1}):
-            for image in doc["images"]:
-                if image["sha256"] in shas and (signature := _signature(image.get("signature"))):
-                    found[image["sha256"]] = signature
+    def _image_shas(self, vector_ids: list[int]) -> dict[int, str | None]:
+        found: dict[int, str | None] = {}
+        for chunk in chunks([Int64(i) for i in vector_ids], _IN_CHUNK):
+            docs = self.vectors.find({"_id": {"$in": chunk}}, {"image_sha": 1})
+            found.update({int(d["_id"]): d.get("image_sha") for d in docs})
+        return found
+
+    def _signatures(self, shas: list[str]) -> dict[str, bytes | None]:
+        wanted = set(shas)
+        found: dict[str, bytes | None] = {}
+        for chunk in chunks(shas, _IN_CHUNK):
+            for doc in self.products.find({"image_shas": {"$in": chunk}}, {"images": 1}):
+                for image in doc["images"]:
+                    if image["sha256"] in wanted and (signature := _signature(image.get("signature"))):
+                        found[image["sha256"]] = signature
         return found
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]:
+        """Groups of products listing the same photo: byte-identical files, and (include_near) re-saved copies."""
         owners: dict[str, set[str]] = {}
         for doc in self.products.find({}, {"image_shas": 1}):
             for sha in doc.get("image_shas", []):
                 owners.setdefault(sha, set()).add(doc["_id"])
-        groups = [members for members in owners.values() if len(members) > 1]
-        if include_near:
-            for link in self.links.find():
-                groups.append(owners.get(link["sha_a"], set()) | owners.get(link["sha_b"], set()))
-        return merge_groups(group for group in groups if len(group) > 1)
-
-    def append_queries(self, entries: Sequence[QueryLogEntry]) -> None:
-        if entries:
-            self.query_log.insert_many([asdict(entry) for entry in entries])
-
-    def recent_queries(self, limit: int) -> list[QueryLogEntry]:
-        docs = list(self.query_log.find({}, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit))
-        return [QueryLogEntry(**doc) for doc in reversed(docs)]
+        links = [(link["sha_a"], link["sha_b"]) for link in self.links.find()] if include_near else []
+        return duplicate_groups(owners, links)
 
 
 def _split_own_options(url: str) -> tuple[str, dict[str, str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
@@ -36,24 +35,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import ProgrammingError
 
+from prodmatch.batching import chunks
 from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
-from prodmatch.stores.common import chunks
-from prodmatch.stores.factory import DEFAULT_PREFIX, url_option
 from prodmatch.stores.protocols import SearchScope
 from prodmatch.stores.records import VectorLabel
-from prodmatch.stores.sql import make_engine
-from prodmatch.stores.sql_filters import filter_condition
+from prodmatch.stores.sql_engine import make_engine
+from prodmatch.stores.sql_filters import sql_conditions
+from prodmatch.stores.urls import postgres_url, prefix_of
 
 _WRITE_BATCH = 1000
 _MAX_EF_SEARCH = 1000  # pgvector's limit
 _BUILD_MEMORY = "1GB"  # an HNSW build that fits in memory is several times faster than one that spills
-
-
-def postgres_url(url: str) -> str:
-    """pgvector://USER@HOST:PORT/DB?prefix=P -> postgresql://USER@HOST:PORT/DB (our options removed)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="postgresql", query=""))
 
 
 class PgVectorIndex:
@@ -63,7 +56,7 @@ class PgVectorIndex:
         self.settings = settings
         self.dims = dims
         self.engine = make_engine(postgres_url(url))
-        name = f"{url_option(url, 'prefix', DEFAULT_PREFIX)}_vectors_{space}"
+        name = f"{prefix_of(url)}_vectors_{space}"
         self.table = Table(
             name,
             MetaData(),
@@ -155,9 +148,7 @@ class PgVectorIndex:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         scores = np.full((len(queries), k), -np.inf, np.float32)
         found = np.full((len(queries), k), -1, np.int64)
-        conditions = (
-            [filter_condition(self.table.c.search, item, "postgresql") for item in scope.filters] if scope else []
-        )
+        conditions = sql_conditions(self.table.c.search, scope.filters, "postgresql") if scope else []
         ef_search = min(max(self.settings.hnsw_ef_search, k), _MAX_EF_SEARCH)
         with self.engine.begin() as connection:
             connection.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 
 from prodmatch.stores.filters import Filter
-from prodmatch.stores.records import Product, ProductUpsert, QueryLogEntry, VectorChanges, VectorLabel
+from prodmatch.stores.records import (
+    ApiKey,
+    Feedback,
+    Product,
+    ProductUpsert,
+    QueryLogEntry,
+    VectorChanges,
+    VectorLabel,
+)
 
 
 @dataclass(frozen=True)
@@ -66,9 +75,25 @@ class MetadataStore(Protocol):
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]: ...
 
+    def products_with_image(self, sha256: str) -> list[str]: ...
+
     def append_queries(self, entries: Sequence[QueryLogEntry]) -> None: ...
 
     def recent_queries(self, limit: int) -> list[QueryLogEntry]: ...
+
+    def find_query(self, query_id: str) -> QueryLogEntry | None: ...
+
+    def add_feedback(self, feedback: Feedback) -> None: ...
+
+    def feedback(self) -> list[Feedback]: ...
+
+    def add_api_key(self, key: ApiKey) -> None: ...
+
+    def api_keys(self) -> list[ApiKey]: ...
+
+    def find_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool: ...
 
     def close(self) -> None: ...
 

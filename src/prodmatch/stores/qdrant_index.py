@@ -17,12 +17,13 @@ from urllib.parse import urlsplit
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from prodmatch.batching import chunks, spans
 from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
-from prodmatch.stores.factory import DEFAULT_PREFIX, url_option
-from prodmatch.stores.filters import Filter, field_key
 from prodmatch.stores.protocols import SearchScope
+from prodmatch.stores.qdrant_filters import payload, payload_filter, payload_path
 from prodmatch.stores.records import VectorLabel
+from prodmatch.stores.urls import prefix_of, url_option
 
 _WRITE_BATCH = 1000
 _SCROLL_PAGE = 10_000
@@ -42,32 +43,6 @@ def qdrant_client(url: str, space: str) -> QdrantClient:
     )
 
 
-def payload_filter(filters: Sequence[Filter]) -> models.Filter | None:
-    """Qdrant's form of FILTERS over the payload's s (text) and n (number) parts; filters.py says what they mean."""
-    return models.Filter(must=[_condition(item) for item in filters]) if filters else None
-
-
-def _condition(item: Filter) -> models.Filter | models.FieldCondition:
-    text, number, value = f"s.{field_key(item.key)}", f"n.{field_key(item.key)}", item.number
-    if item.op in ("=", "!="):
-        same: list[models.Condition] = [
-            models.FieldCondition(key=text, match=models.MatchValue(value=item.value.lower()))
-        ]
-        if value is not None:
-            same.append(models.FieldCondition(key=number, range=models.Range(gte=value, lte=value)))
-        if item.op == "=":
-            return models.Filter(should=same)
-        missing = models.IsEmptyCondition(is_empty=models.PayloadField(key=text))
-        return models.Filter(must_not=[missing, *same])
-    bounds = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}[item.op]
-    return models.FieldCondition(key=number, range=models.Range(**{bounds: value}))
-
-
-def _payload(label: VectorLabel) -> dict[str, Any]:
-    parts = {part: {field_key(k): v for k, v in values.items()} for part, values in label.search.items()}
-    return {"product_id": label.product_id, **parts}
-
-
 class QdrantIndex:
     """One vector space's vectors in the collection {prefix}_{space}."""
 
@@ -75,7 +50,7 @@ class QdrantIndex:
         self.settings = settings
         self.client = qdrant_client(url, space)
         self.local = urlsplit(url).scheme == "qdrant+local"
-        self.collection = f"{url_option(url, 'prefix', DEFAULT_PREFIX)}_{space}"
+        self.collection = f"{prefix_of(url)}_{space}"
         self._indexed_keys: set[str] = set()
         self._create(dims)
 
@@ -117,12 +92,11 @@ class QdrantIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[VectorLabel]) -> None:
         self._index_payload(labels)
         vectors = np.asarray(vectors, np.float32)
-        for start in range(0, len(ids), _WRITE_BATCH):
-            end = start + _WRITE_BATCH
+        for span in spans(len(ids), _WRITE_BATCH):
             batch = models.Batch(
-                ids=[int(i) for i in ids[start:end]],
-                vectors=vectors[start:end].tolist(),
-                payloads=[_payload(label) for label in labels[start:end]],
+                ids=[int(i) for i in ids[span]],
+                vectors=vectors[span].tolist(),
+                payloads=[payload(label) for label in labels[span]],
             )
             self.client.upsert(self.collection, points=batch, wait=True)
 
@@ -133,7 +107,7 @@ class QdrantIndex:
         for label in labels:
             for part, schema in (("s", models.PayloadSchemaType.KEYWORD), ("n", models.PayloadSchemaType.FLOAT)):
                 for key in label.search.get(part, {}):
-                    name = f"{part}.{field_key(key)}"
+                    name = payload_path(part, key)
                     if name not in self._indexed_keys:
                         self.client.create_payload_index(self.collection, name, field_schema=schema, wait=True)
                         self._indexed_keys.add(name)
@@ -145,11 +119,11 @@ class QdrantIndex:
         self._index_payload(labels)
         for label, vector_ids in by_product.values():
             selector = models.PointIdsList(points=list(vector_ids))
-            self.client.overwrite_payload(self.collection, payload=_payload(label), points=selector, wait=True)
+            self.client.overwrite_payload(self.collection, payload=payload(label), points=selector, wait=True)
 
     def remove(self, ids: Sequence[int]) -> None:
-        for start in range(0, len(ids), _WRITE_BATCH):
-            chunk: list[models.ExtendedPointId] = [int(i) for i in ids[start : start + _WRITE_BATCH]]
+        point_ids: list[models.ExtendedPointId] = [int(i) for i in ids]
+        for chunk in chunks(point_ids, _WRITE_BATCH):
             self.client.delete(self.collection, points_selector=models.PointIdsList(points=chunk), wait=True)
 
     def search(self, queries: np.ndarray, k: int, scope: SearchScope | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -88,7 +88,10 @@ class VectorChanges:
 
 @dataclass
 class QueryLogEntry:
-    """What the query log keeps about one answered match request (no query content, only its hash)."""
+    """What the query log keeps about one answered match request (no query content, only its hash).
+
+    query_id names the answer (clients send it back as feedback); request_id is the HTTP request's id (the access
+    log's); photo_sha names the query photo when it was kept for learning from feedback."""
 
     at: datetime
     modality: str
@@ -98,3 +101,29 @@ class QueryLogEntry:
     took_ms: float
     is_match: bool | None
     confidence: float | None
+    query_id: str = ""
+    request_id: str = ""
+    photo_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A person's verdict on one product for one answered query: it is (is_match) or is not the product."""
+
+    query_id: str
+    product_id: str
+    is_match: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: never the key itself, only a salt and the SHA-256 of salt and secret."""
+
+    id: str
+    name: str
+    scope: str
+    salt: str
+    digest: str
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -5,15 +5,12 @@ database to the newest revision, so an existing deployment (or data dir) follows
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -21,30 +18,23 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    create_engine,
     delete,
-    event,
     func,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
 
-from prodmatch.stores.common import chunks, merge_groups, same_photo, stack_vectors
+from prodmatch.batching import chunks
+from prodmatch.stores.common import stack_vectors
+from prodmatch.stores.duplicates import Link, duplicate_groups, near_duplicate_links
 from prodmatch.stores.filters import Filter, searchable
-from prodmatch.stores.records import ImageRef, Product, ProductUpsert, QueryLogEntry, VectorChanges, VectorLabel
-from prodmatch.stores.sql_filters import filter_condition
+from prodmatch.stores.records import ImageRef, Product, ProductUpsert, VectorChanges, VectorLabel
+from prodmatch.stores.sql_activity import SqlActivity
+from prodmatch.stores.sql_engine import JSON_DOCUMENT, ROW_ID, Base, make_engine
+from prodmatch.stores.sql_filters import sql_conditions
 
 _IN_CHUNK = 900  # SQLite's default limit on bound parameters is 999
-JSON_DOCUMENT = JSON().with_variant(JSONB(), "postgresql")  # JSONB: indexable (GIN) and compared by value
-# 64-bit ids on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the auto-incrementing rowid (64-bit anyway)
-ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class ProductRow(Base):
@@ -91,53 +81,13 @@ class NearDuplicateRow(Base):
     sha_b: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class QueryLogRow(Base):
-    """One answered match request."""
-
-    __tablename__ = "query_log"
-    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    modality: Mapped[str] = mapped_column(String(16))
-    query_hash: Mapped[str] = mapped_column(String(80))
-    top_ids: Mapped[list[str]] = mapped_column(JSON_DOCUMENT)
-    top_scores: Mapped[list[float]] = mapped_column(JSON_DOCUMENT)
-    took_ms: Mapped[float]
-    is_match: Mapped[bool | None]
-    confidence: Mapped[float | None]
-
-
 class MetaRow(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(String, primary_key=True)
     value: Mapped[Any] = mapped_column(JSON_DOCUMENT)
 
 
-def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers (a server) run while an ingest writes; foreign keys make deletes cascade."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def sqlalchemy_url(url: str) -> str:
-    """postgresql://... means psycopg 3 (SQLAlchemy's default PostgreSQL driver is psycopg2)."""
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
-def make_engine(url: str) -> Engine:
-    # pre-ping: a connection the server dropped (restart, failover) is replaced instead of failing a request
-    engine = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _enable_sqlite_pragmas)
-    return engine
-
-
-class SqlMetadataStore:
+class SqlMetadataStore(SqlActivity):
     """Products, images, vectors and settings in one SQL database; each upsert batch is one transaction."""
 
     def __init__(self, url: str) -> None:
@@ -150,7 +100,7 @@ class SqlMetadataStore:
         self._dialect = self.engine.dialect.name
 
     def _conditions(self, filters: Sequence[Filter]) -> list[Any]:
-        return [filter_condition(ProductRow.search, item, self._dialect) for item in filters]
+        return sql_conditions(ProductRow.search, filters, self._dialect)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -254,17 +204,20 @@ class SqlMetadataStore:
         return VectorChanges(removed=removed)
 
     def get(self, ids: Sequence[str]) -> dict[str, Product]:
+        """The stored products among IDS: one Core query per chunk, products and images joined (no ORM objects:
+        this runs on every match)."""
         found: dict[str, Product] = {}
-        with self._session() as session:
+        with self.engine.connect() as connection:
             for chunk in chunks(list(ids), _IN_CHUNK):
-                rows = session.scalars(select(ProductRow).where(ProductRow.id.in_(chunk)))
-                found.update({row.id: _to_product(row) for row in rows})
+                found.update(_products(connection.execute(_PRODUCT_QUERY.where(ProductRow.id.in_(chunk)))))
         return found
 
     def page(self, offset: int, limit: int, filters: Sequence[Filter] = ()) -> list[Product]:
-        query = select(ProductRow).where(*self._conditions(filters)).order_by(ProductRow.id)
-        with self._session() as session:
-            return [_to_product(row) for row in session.scalars(query.offset(offset).limit(limit))]
+        ids = select(ProductRow.id).where(*self._conditions(filters)).order_by(ProductRow.id).offset(offset)
+        with self.engine.connect() as connection:
+            chosen = list(connection.scalars(ids.limit(limit)))
+            found = _products(connection.execute(_PRODUCT_QUERY.where(ProductRow.id.in_(chosen)))) if chosen else {}
+        return [found[product_id] for product_id in chosen]
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
         query = select(func.count()).select_from(ProductRow).where(*self._conditions(filters))
@@ -283,9 +236,9 @@ class SqlMetadataStore:
 
     def vector_owners(self, vector_ids: Sequence[int]) -> dict[int, str]:
         owners: dict[int, str] = {}
-        with self._session() as session:
+        with self.engine.connect() as connection:
             for chunk in chunks([int(i) for i in vector_ids], _IN_CHUNK):
-                rows = session.execute(select(VectorRow.id, VectorRow.product_id).where(VectorRow.id.in_(chunk)))
+                rows = connection.execute(select(VectorRow.id, VectorRow.product_id).where(VectorRow.id.in_(chunk)))
                 owners.update({row.id: row.product_id for row in rows})
         return owners
 
@@ -307,8 +260,7 @@ class SqlMetadataStore:
     ) -> Iterator[tuple[np.ndarray, np.ndarray, list[VectorLabel]]]:
         """The stored vectors with the given ids and their labels, in batches: what an index is repaired from."""
         with self._session() as session:
-            for start in range(0, len(ids), batch):
-                chunk = [int(i) for i in ids[start : start + batch]]
+            for chunk in chunks(ids.tolist(), batch):
                 query = (
                     select(VectorRow.id, VectorRow.vector, VectorRow.product_id, ProductRow.search)
                     .join(ProductRow, ProductRow.id == VectorRow.product_id)
@@ -319,72 +271,86 @@ class SqlMetadataStore:
                 yield np.array([r.id for r in rows], dtype=np.int64), stack_vectors([r.vector for r in rows]), labels
 
     def link_near_duplicates(self, pairs: Sequence[tuple[int, int]], max_difference: float) -> int:
-        """Record image pairs (by vector id) whose thumbnail signatures differ by at most MAX_DIFFERENCE
-        (mean absolute level): the same photo saved twice. Returns the number of new links."""
+        """Record image pairs (by vector id) that are the same photo saved twice (duplicates.py decides which).
+        Returns the number of new links."""
         with self._session.begin() as session:
-            vector_ids = {int(i) for pair in pairs for i in pair}
-            sha_of: dict[int, str | None] = {
-                row.id: row.image_sha
-                for row in session.execute(
-                    select(VectorRow.id, VectorRow.image_sha).where(VectorRow.id.in_(vector_ids))
-                )
-            }
-            signature_of = {
-                row.sha256: row.signature
-                for row in session.execute(
-                    select(ImageRow.sha256, ImageRow.signature).where(ImageRow.sha256.in_(set(sha_of.values())))
-                )
-            }
-            links = {
-                tuple(sorted((first, second)))
-                for a, b in pairs
-                if (first := sha_of.get(a)) and (second := sha_of.get(b)) and first != second
-            }
+            links = near_duplicate_links(
+                pairs, max_difference, lambda ids: _image_shas(session, ids), lambda shas: _signatures(session, shas)
+            )
             new = [
-                NearDuplicateRow(sha_a=a, sha_b=b)
-                for a, b in links
-                if same_photo(signature_of.get(a), signature_of.get(b), max_difference)
-                and session.get(NearDuplicateRow, (a, b)) is None
+                NearDuplicateRow(sha_a=a, sha_b=b) for a, b in links if session.get(NearDuplicateRow, (a, b)) is None
             ]
             session.add_all(new)
         return len(new)
 
-    def append_queries(self, entries: Sequence[QueryLogEntry]) -> None:
-        with self._session.begin() as session:
-            session.add_all(QueryLogRow(**asdict(entry)) for entry in entries)
-
-    def recent_queries(self, limit: int) -> list[QueryLogEntry]:
-        """The newest LIMIT entries, oldest first."""
-        query = select(QueryLogRow).order_by(QueryLogRow.id.desc()).limit(limit)
+    def products_with_image(self, sha256: str) -> list[str]:
+        """Ids of the products that list the image with this SHA-256."""
         with self._session() as session:
-            rows = list(session.scalars(query))
-        return [
-            QueryLogEntry(r.at, r.modality, r.query_hash, r.top_ids, r.top_scores, r.took_ms, r.is_match, r.confidence)
-            for r in reversed(rows)
-        ]
+            query = select(ImageRow.product_id).where(ImageRow.sha256 == sha256).distinct()
+            return sorted(session.scalars(query))
 
     def duplicate_groups(self, include_near: bool = True) -> list[list[str]]:
         """Groups of products listing the same photo: byte-identical files, and (include_near) re-saved copies."""
-        shared = (
+        shared = ImageRow.sha256.in_(
             select(ImageRow.sha256).group_by(ImageRow.sha256).having(func.count(func.distinct(ImageRow.product_id)) > 1)
         )
+        linked = ImageRow.sha256.in_(select(NearDuplicateRow.sha_a).union(select(NearDuplicateRow.sha_b)))
         with self._session() as session:
-            links = [
-                (row.sha_a, row.sha_b)
-                for row in session.execute(select(NearDuplicateRow.sha_a, NearDuplicateRow.sha_b))
-            ]
-            linked = {sha for pair in links for sha in pair} if include_near else set()
+            links: list[Link] = []
+            if include_near:
+                rows = session.execute(select(NearDuplicateRow.sha_a, NearDuplicateRow.sha_b))
+                links = [(row.sha_a, row.sha_b) for row in rows]
             owners: dict[str, set[str]] = {}
-            query = select(ImageRow.sha256, ImageRow.product_id).where(
-                or_(ImageRow.sha256.in_(shared), ImageRow.sha256.in_(linked))
-            )
+            query = select(ImageRow.sha256, ImageRow.product_id).where(or_(shared, linked) if include_near else shared)
             for row in session.execute(query):
                 owners.setdefault(row.sha256, set()).add(row.product_id)
-        groups = [members for members in owners.values() if len(members) > 1]
-        groups += [owners.get(a, set()) | owners.get(b, set()) for a, b in links if include_near]
-        return merge_groups(group for group in groups if len(group) > 1)
+        return duplicate_groups(owners, links)
 
 
-def _to_product(row: ProductRow) -> Product:
-    images = [ImageRef(image.path, image.sha256, image.signature) for image in row.images]
-    return Product(row.id, row.name, row.text, dict(row.attributes or {}), images, row.content_hash, row.embed_hash)
+def _image_shas(session: Session, vector_ids: list[int]) -> dict[int, str | None]:
+    found: dict[int, str | None] = {}
+    for chunk in chunks(vector_ids, _IN_CHUNK):
+        rows = session.execute(select(VectorRow.id, VectorRow.image_sha).where(VectorRow.id.in_(chunk)))
+        found.update({row.id: row.image_sha for row in rows})
+    return found
+
+
+def _signatures(session: Session, shas: list[str]) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for chunk in chunks(shas, _IN_CHUNK):
+        query = select(ImageRow.sha256, ImageRow.signature).where(
+            ImageRow.sha256.in_(chunk), ImageRow.signature.is_not(None)
+        )
+        found.update({row.sha256: row.signature for row in session.execute(query)})
+    return found
+
+
+_PRODUCT_QUERY = (
+    select(
+        ProductRow.id,
+        ProductRow.name,
+        ProductRow.text,
+        ProductRow.attributes,
+        ProductRow.content_hash,
+        ProductRow.embed_hash,
+        ImageRow.path,
+        ImageRow.sha256,
+        ImageRow.signature,
+    )
+    .outerjoin(ImageRow, ImageRow.product_id == ProductRow.id)
+    .order_by(ProductRow.id, ImageRow.position)
+)
+
+
+def _products(rows: Iterable[Any]) -> dict[str, Product]:
+    """Products from _PRODUCT_QUERY's rows: one row per image (or one with no image), images in order."""
+    found: dict[str, Product] = {}
+    for row in rows:
+        product = found.get(row.id)
+        if product is None:
+            attributes = dict(row.attributes or {})
+            product = Product(row.id, row.name, row.text, attributes, [], row.content_hash, row.embed_hash)
+            found[row.id] = product
+        if row.sha256 is not None:
+            product.images.append(ImageRef(row.path, row.sha256, row.signature))
+    return found

@@ -191,6 +191,7 @@ def test_tensorrt_repository_with_a_stand_in_trtexec(offline_bundle: Bundle, tmp
     assert (folders[0] / "1" / "model.plan").read_text() == "plan\n"  # the failed rebuild replaced nothing
 
 
+@pytest.mark.slow  # exports a real bundle
 def test_tensorrt_needs_the_fp32_bundle(base_settings: Settings, tmp_path: Path) -> None:
     fp16 = ensure_bundle("offline-effnet-minilm", base_settings, "fp16")
     with pytest.raises(ModelUnavailableError, match="fp32"):

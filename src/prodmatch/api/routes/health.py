@@ -32,13 +32,14 @@ async def ready(state: RawState) -> JSONResponse:
         await state.ensure_open()
     except (StoreUnavailableError, ModelServerUnavailableError) as exc:
         return JSONResponse({"ready": False, "parts": {"catalog": {"ok": False, "error": str(exc)}}}, status_code=503)
-    record = state.datadir.record
+    catalog = state.catalog
+    record = catalog.record
     model = {"name": record.name, "fingerprint": record.fingerprint, "runs_on": state.settings.model_url or "process"}
-    problem = await state.run(state.datadir.embedder().health)
+    problem = await state.run(catalog.embedder().health)
     parts: dict[str, Any] = {"model": {"ok": problem is None, **model, **({"error": problem} if problem else {})}}
-    parts["metadata"] = await _probe(state, state.datadir.store.count, "products")
+    parts["metadata"] = await _probe(state, catalog.store.count, "products")
     for space in record.spaces:
-        parts[f"vectors_{space}"] = await _probe(state, state.datadir.index(space).__len__, "vectors")
+        parts[f"vectors_{space}"] = await _probe(state, catalog.stores.index(space).__len__, "vectors")
     ok = all(part["ok"] for part in parts.values())
     return JSONResponse({"ready": ok, "parts": parts}, status_code=200 if ok else 503)
 
@@ -57,8 +58,9 @@ async def metrics(state: RawState) -> Response:
     """Prometheus text format (catalog gauges only while the catalog is reachable)."""
     if state.is_open:
         with contextlib.suppress(Exception):  # a store being down must not hide the request metrics
-            state.metrics.products.set(await state.run(state.datadir.store.count))
-            for space in state.datadir.record.spaces:
-                state.metrics.index_size.labels(space).set(await state.run(state.datadir.index(space).__len__))
+            catalog = state.catalog
+            state.metrics.products.set(await state.run(catalog.store.count))
+            for space in catalog.record.spaces:
+                state.metrics.index_size.labels(space).set(await state.run(catalog.stores.index(space).__len__))
         state.metrics.query_log_dropped.set(state.query_log.dropped)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

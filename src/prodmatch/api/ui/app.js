@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { photo: null, facetKeys: [] };
+const state = { photo: null, facetKeys: [], queryId: null };
+const KEY_STORAGE = "prodmatch-api-key";  // this tab only: closed tab, forgotten key
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -16,13 +17,25 @@ function element(tag, attributes = {}, ...children) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  const headers = { ...(options.headers || {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+  const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401 || response.status === 403) $("#key-form").hidden = false;
   if (!response.ok) {
     const message = body.error ? body.error.message : `${response.status} ${response.statusText}`;
     throw new Error(message);
   }
   return body;
+}
+
+function saveKey(event) {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORAGE, $("#key").value.trim());
+  $("#key").value = "";
+  $("#key-form").hidden = true;
+  showStatus("", "");
+  loadCatalog();
 }
 
 function showStatus(kind, message) {
@@ -116,6 +129,7 @@ function render(body) {
   const keywords = $("#keywords");
   decision.hidden = keywords.hidden = !body;
   if (!body) return;
+  state.queryId = body.query_id;
   if (body.decision) {
     const { is_match: isMatch, confidence } = body.decision;
     decision.className = `decision ${isMatch ? "yes" : "no"}`;
@@ -152,8 +166,38 @@ function card(match, rank, body) {
         element("div", { class: "score" },
           element("div", { class: "track", role: "meter", "aria-valuenow": match.score.toFixed(3),
                            "aria-valuemin": "0", "aria-valuemax": "1", "aria-label": "score" },
-            element("div", { class: "fill", style: `width:${percent}%` })),
-          element("span", {}, match.score.toFixed(3))))));
+            fill(percent)),
+          element("span", {}, match.score.toFixed(3))),
+        verdictButtons(match, name))));
+}
+
+function fill(percent) {
+  const bar = element("div", { class: "fill" });
+  bar.style.width = `${percent}%`;  // set through the DOM: the page's CSP allows no inline style attributes
+  return bar;
+}
+
+function verdictButtons(match, name) {
+  const row = element("div", { class: "verdict", role: "group", "aria-label": `Is this ${name}?` });
+  const send = (isMatch) => async (event) => {
+    event.stopPropagation();  // the card itself opens the detail view
+    try {
+      const outcome = await api("/v1/feedback", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ query_id: state.queryId, product_id: match.id, is_match: isMatch }),
+      });
+      row.replaceChildren(element("span", { class: "muted" }, isMatch
+        ? `Thanks: confirmed${outcome.learned_photo ? ", photo learned" : ""}` : "Thanks: noted as not this one"));
+    } catch (error) {
+      showStatus("error", `Feedback not recorded: ${error.message}`);
+    }
+  };
+  row.append(
+    element("button", { type: "button", class: "yes", onclick: send(true), onkeydown: (e) => e.stopPropagation() },
+      "This is it"),
+    element("button", { type: "button", class: "no", onclick: send(false), onkeydown: (e) => e.stopPropagation() },
+      "Not this one"));
+  return row;
 }
 
 function showDetail(match) {
@@ -203,6 +247,7 @@ function wire() {
     if (item) setPhoto(item.getAsFile());
   });
   $("#search").addEventListener("submit", search);
+  $("#key-form").addEventListener("submit", saveKey);
   $("#clear").addEventListener("click", clear);
   $("#filters").addEventListener("change", () => { if (state.photo || $("#text").value.trim()) search(); });
 }

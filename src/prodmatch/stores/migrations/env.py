@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from prodmatch.stores.sql import Base
+import prodmatch.stores.sql  # noqa: F401  (defines every table on Base)
+from prodmatch.stores.sql_engine import Base
 
 connection = context.config.attributes["connection"]
 # batch mode: SQLite cannot ALTER most things in place; Alembic copies the table instead

@@ -1,0 +1,155 @@
+"""The match use case: check the query, embed it, search, decide, find keywords, log. The CLI runs it in process;
+the API embeds through its micro-batchers and cache and hands the vectors to `Matcher.answer`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from prodmatch.composition import Catalog
+from prodmatch.errors import InvalidQueryError, InvalidTextError
+from prodmatch.matching.cache import image_key, text_key
+from prodmatch.matching.decision import Decision
+from prodmatch.matching.keywords import Keyword, keywords
+from prodmatch.matching.service import MatchResult
+from prodmatch.stores.filters import Filter
+from prodmatch.stores.protocols import MetadataStore
+from prodmatch.stores.records import QueryLogEntry
+
+LOGGED_MATCHES = 10
+
+
+@dataclass
+class MatchQuery:
+    """One match request: a photo (raw bytes), a text, or both, with what to return."""
+
+    image: bytes | None = None
+    text: str | None = None
+    image_weight: float = 0.5
+    top_k: int = 10
+    filters: Sequence[Filter] = ()
+    min_score: float | None = None
+    request_id: str = ""  # the HTTP request's id, kept in the query log beside the answer's
+
+    @property
+    def space(self) -> str:
+        """The space whose calibration decides: a photo's when there is one."""
+        return "image" if self.image is not None else "text"
+
+    @property
+    def modality(self) -> str:
+        return "+".join(name for name, given in (("image", self.image), ("text", self.text)) if given is not None)
+
+    def digest(self) -> str:
+        """What the query log keeps of the query: hashes, never the photo or the text."""
+        parts = [image_key(self.image) if self.image is not None else "", text_key(self.text) if self.text else ""]
+        return "".join(parts)[:80]
+
+
+@dataclass
+class MatchAnswer:
+    result: MatchResult
+    decision: Decision | None
+    keywords: list[Keyword] = field(default_factory=list)
+    query_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # names this answer, for feedback
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON: query_id, matches, model, took_ms, decision, keywords."""
+        return {
+            "query_id": self.query_id,
+            **self.result.as_dict(),
+            "decision": None if self.decision is None else self.decision.__dict__,
+            "keywords": [keyword.__dict__ for keyword in self.keywords],
+        }
+
+
+class QueryLogSink(Protocol):
+    """Where answered queries go: straight to the store (CLI) or through a background writer (API)."""
+
+    def record(self, entry: QueryLogEntry) -> None: ...
+
+
+class DirectQueryLog:
+    """Writes each entry to the metadata store at once."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    def record(self, entry: QueryLogEntry) -> None:
+        self._store.append_queries([entry])
+
+
+class Matcher:
+    """Answers match queries against one catalog."""
+
+    def __init__(self, catalog: Catalog, log: QueryLogSink, max_text_chars: int) -> None:
+        self.catalog = catalog
+        self.log = log
+        self.max_text_chars = max_text_chars
+
+    def check(self, query: MatchQuery) -> None:
+        """Raise for a query that cannot be answered, before any model time is spent on it."""
+        if query.image is None and query.text is None:
+            raise InvalidQueryError("give an image, a text, or both")
+        if query.text is not None:
+            check_text(query.text, self.max_text_chars)
+        self.catalog.matcher.check_query(query.top_k, query.filters)
+
+    def match(self, query: MatchQuery) -> MatchAnswer:
+        """The whole use case in this process: check, decode and embed, then answer."""
+        started = time.perf_counter()
+        self.check(query)
+        embedder = self.catalog.embedder()
+        image = embedder.embed_images([self.catalog.decode(query.image)])[0] if query.image is not None else None
+        text = embedder.embed_texts([query.text])[0] if query.text is not None else None
+        return self.answer(query, image, text, started)
+
+    def answer(
+        self, query: MatchQuery, image: np.ndarray | None, text: np.ndarray | None, started: float
+    ) -> MatchAnswer:
+        """Search with the embedded query, decide on the top hit, find keywords and log it."""
+        service = self.catalog.matcher
+        with self.catalog.lock:
+            result = service.match_vectors(image, text, query.top_k, query.filters, query.image_weight, started)
+        if query.min_score is not None:
+            result.matches = [m for m in result.matches if m.score >= query.min_score]
+        answer = MatchAnswer(result, service.decide(query.space, result))
+        answer.keywords = keywords([m.product for m in result.matches], self.catalog.facts.value_shares())
+        self.log.record(log_entry(query, answer, self._keep_photo(query)))
+        return answer
+
+    def _keep_photo(self, query: MatchQuery) -> str | None:
+        """Keep the query photo, so that a person's confirmation can teach it to the product (feedback)."""
+        if query.image is None or not self.catalog.settings.matching.learn_from_feedback:
+            return None
+        return self.catalog.files.save_query_photo(query.image)
+
+
+def check_text(text: str, max_chars: int) -> None:
+    if not text.strip():
+        raise InvalidTextError("text is empty")
+    if len(text) > max_chars:
+        raise InvalidTextError(f"text is {len(text)} characters; the limit is {max_chars}")
+
+
+def log_entry(query: MatchQuery, answer: MatchAnswer, photo_sha: str | None = None) -> QueryLogEntry:
+    result, decision = answer.result, answer.decision
+    return QueryLogEntry(
+        datetime.now(UTC),
+        query.modality,
+        query.digest(),
+        [m.id for m in result.matches[:LOGGED_MATCHES]],
+        [m.score for m in result.matches[:LOGGED_MATCHES]],
+        result.took_ms,
+        None if decision is None else decision.is_match,
+        None if decision is None else decision.confidence,
+        answer.query_id,
+        query.request_id,
+        photo_sha,
+    )

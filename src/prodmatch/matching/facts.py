@@ -1,0 +1,126 @@
+"""Facts about the catalog that every query needs and that change only when the catalog does: filterable
+attribute keys, duplicate-listing groups, the decision's calibration, attribute value counts (keywords, facets),
+and the products and vector owners that answers are made of.
+
+Read from the metadata store and kept until refresh(): a query must not pay for store round trips that return
+the same answer every time. Every write to the catalog calls refresh() (application layer).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cachetools import LRUCache
+
+from prodmatch.matching.decision import DECISION_KEY, Calibration, from_meta
+from prodmatch.stores.protocols import MetadataStore
+from prodmatch.stores.records import Product
+
+T = TypeVar("T")
+_PAGE = 1000
+_MAX_VALUE_CHARS = 40  # longer text values are names or descriptions, not facets
+PRODUCTS_KEPT = 20_000
+OWNERS_KEPT = 500_000  # ~50 MB at most: a vector id and its product id per entry
+
+
+class CatalogFacts:
+    """Cached catalog-wide facts for one metadata store; thread-safe."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+        self._lock = threading.RLock()  # re-entrant: one fact may be computed from another (shares from counts)
+        self._cached: dict[str, Any] = {}
+        self._products: LRUCache[str, Product] = LRUCache(PRODUCTS_KEPT)
+        # Vector ids are never reused, so the product a vector id belongs to never changes: owners need no refresh
+        # (a deleted vector is gone from the index, so its id is never asked about again).
+        self._owners: LRUCache[int, str] = LRUCache(OWNERS_KEPT)
+
+    def refresh(self) -> None:
+        """Forget everything: the catalog changed (products written or deleted, recalibrated)."""
+        with self._lock:
+            self._cached.clear()
+            self._products.clear()
+
+    def products(self, ids: list[str]) -> dict[str, Product]:
+        """The stored products among IDS (kept in an LRU until the catalog changes)."""
+        with self._lock:
+            found = {pid: product for pid in ids if (product := self._products.get(pid)) is not None}
+        missing = [pid for pid in ids if pid not in found]
+        if missing:
+            fetched = self._store.get(missing)
+            with self._lock:
+                self._products.update(fetched)
+            found.update(fetched)
+        return found
+
+    def owners(self, vector_ids: list[int]) -> dict[int, str]:
+        """The product each vector id belongs to."""
+        with self._lock:
+            found = {vid: owner for vid in vector_ids if (owner := self._owners.get(vid)) is not None}
+        missing = [vid for vid in vector_ids if vid not in found]
+        if missing:
+            fetched = self._store.vector_owners(missing)
+            with self._lock:
+                self._owners.update(fetched)
+            found.update(fetched)
+        return found
+
+    def _get(self, name: str, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._cached:
+                self._cached[name] = compute()
+            value: T = self._cached[name]
+            return value
+
+    def attribute_keys(self) -> set[str]:
+        return self._get("keys", self._store.attribute_keys)
+
+    def duplicate_groups(self) -> dict[str, set[str]]:
+        """Product id -> its duplicate-listing group (byte-identical and re-encoded copies of one photo)."""
+        return self._get("groups", lambda: group_map(self._store.duplicate_groups()))
+
+    def calibrations(self) -> dict[str, Calibration]:
+        """The decision's calibration per query space ("image", "text"); empty before the first calibration."""
+        return self._get("calibrations", lambda: from_meta(self._store.get_meta(DECISION_KEY)))
+
+    def product_count(self) -> int:
+        return self._get("count", self._store.count)
+
+    def value_counts(self) -> dict[str, Counter[str]]:
+        """Attribute key -> how many products hold each short text value."""
+        return self._get("values", self._count_values)
+
+    def value_shares(self) -> dict[tuple[str, str], float]:
+        """Share of the catalog holding each (attribute, text value): the baseline for result keywords."""
+
+        def shares() -> dict[tuple[str, str], float]:
+            total = max(1, self.product_count())
+            counts = self.value_counts()
+            return {(key, value): n / total for key, values in counts.items() for value, n in values.items()}
+
+        return self._get("shares", shares)
+
+    def facets(self, max_values: int = 40) -> list[dict[str, Any]]:
+        """Filterable attribute columns with their values and counts (columns with a few distinct text values)."""
+        return [
+            {"key": key, "values": [{"value": v, "count": n} for v, n in sorted(values.items())]}
+            for key, values in sorted(self.value_counts().items())
+            if 1 < len(values) <= max_values
+        ]
+
+    def _count_values(self) -> dict[str, Counter[str]]:
+        counts: dict[str, Counter[str]] = {}
+        for offset in range(0, self._store.count(), _PAGE):
+            for product in self._store.page(offset, _PAGE):
+                for key, value in product.attributes.items():
+                    if isinstance(value, str) and len(value) <= _MAX_VALUE_CHARS:
+                        counts.setdefault(key, Counter())[value] += 1
+        return counts
+
+
+def group_map(duplicate_groups: list[list[str]]) -> dict[str, set[str]]:
+    """Each product in a duplicate group mapped to its whole group."""
+    return {member: set(group) for group in duplicate_groups for member in group}
