@@ -127,6 +127,9 @@ class ServeSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from a browser")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_json: bool = True
+    # Drop-in routes for clients written against the designs prodmatch replaces (README, "Coming from ..."): off, so
+    # the documented API stays /v1/... unless a deployment asks for them.
+    compat_routes: bool = False
 
 
 class Settings(BaseSettings):

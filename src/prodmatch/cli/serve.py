@@ -24,6 +24,9 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="listen beyond loopback without API keys (not recommended)")
     ] = False,
+    compat: Annotated[
+        bool, typer.Option("--compat", help="also serve the seed designs' routes (/match-product, /search, ...)")
+    ] = False,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) for a catalog."""
     try:
@@ -34,7 +37,7 @@ def serve(
     except ImportError as exc:
         hint = f"serving needs the serve extra: pip install 'prodmatch[serve]' (missing {exc.name})"
         raise ModelUnavailableError(hint) from exc
-    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth)
+    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth, compat)
     err.print(f"[cyan]serving the {settings.location().describe()} on {settings.serve.host}:{settings.serve.port}")
     _check_catalog(settings)
     configure_logging(settings.serve.log_level, settings.serve.log_json)
@@ -42,12 +45,15 @@ def serve(
     uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, access_log=False, log_config=None)
 
 
-def _serve_settings(settings: Settings, host: str | None, port: int | None, insecure: bool) -> Settings:
+def _serve_settings(
+    settings: Settings, host: str | None, port: int | None, insecure: bool, compat: bool = False
+) -> Settings:
     serve = settings.serve.model_copy(
         update={
             "host": host or settings.serve.host,
             "port": port or settings.serve.port,
             "insecure_no_auth": insecure or settings.serve.insecure_no_auth,
+            "compat_routes": compat or settings.serve.compat_routes,
         }
     )
     return settings.model_copy(update={"serve": serve})
