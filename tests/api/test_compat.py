@@ -164,6 +164,10 @@ def test_003_search_finds_20_similar_images_with_keywords_and_sources(client: Te
     assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
     assert images[0]["thumbnail_url"].endswith(f"/image/{SHIRT}?thumbnail=1")
     assert client.post("/search", files=upload(myntra, "file")).json()["similar_images"][0]["id"] == SHIRT
+    broken = client.post("/search", content=b"abc", headers={"content-type": "multipart/form-data"})
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_query"
+    no_photo = client.post("/search", data={"image": "not a file"})
+    assert no_photo.status_code == 400 and no_photo.json()["error"]["code"] == "invalid_image"
 
 
 def test_003_image_serves_the_product_photo(client: TestClient, myntra: Path) -> None:

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as FormUpload
+from starlette.exceptions import HTTPException
 
 from prodmatch.api.deps import State, allow
 from prodmatch.api.errors import error_body
@@ -69,7 +70,7 @@ async def _as_detail(request: Request, exc: ProdmatchError) -> Response:
     return JSONResponse({"detail": message}, status_code=answer.status_code, headers=kept)
 
 
-router = APIRouter(tags=["compat"], dependencies=[Depends(allow("match"))], include_in_schema=True)
+router = APIRouter(tags=["compat"], dependencies=[Depends(allow("match"))])
 detail_router = APIRouter(tags=["compat"], dependencies=[Depends(allow("match"))], route_class=DetailErrors)
 
 
@@ -165,8 +166,11 @@ async def search(state: State, request: Request) -> Any:
     """Design 003 (multipart/form-data with a photo in 'image' or 'file'): similar images with keywords and
     sources, top 20. Design 002 (JSON {"query": ..., "top_k": 10}): results with scores and metadata."""
     if _is_form(request):
-        async with request.form() as form:
+        form = await _form(request)
+        try:
             data = await _read(_upload(form, "image") or _upload(form, "file"))
+        finally:
+            await form.close()
         answer = await _answer(state, request, MatchQuery(image=data, top_k=REVERSE_TOP_K))
         return await _reverse_search(state, request, answer)
     fields = await _fields(request, state.settings.serve.max_json_bytes)
@@ -226,6 +230,14 @@ def _is_form(request: Request) -> bool:
     return content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
 
 
+async def _form(request: Request) -> FormData:
+    """The request's form; a malformed one is the documented 400, not Starlette's own error body."""
+    try:
+        return await request.form()
+    except HTTPException as exc:
+        raise InvalidQueryError(f"the form could not be read: {exc.detail}") from exc
+
+
 def _upload(form: FormData, name: str) -> FormUpload | None:
     value = form.get(name)
     return value if isinstance(value, FormUpload) else None
@@ -234,8 +246,9 @@ def _upload(form: FormData, name: str) -> FormUpload | None:
 async def _fields(request: Request, json_limit: int) -> dict[str, Any]:
     """The request's fields: a form's text fields, or a JSON object (at most JSON_LIMIT bytes)."""
     if _is_form(request):
-        async with request.form() as form:
-            return {key: value for key, value in form.items() if isinstance(value, str)}
+        form = await _form(request)
+        await form.close()  # only its text fields are used
+        return {key: value for key, value in form.items() if isinstance(value, str)}
     raw = await request.body()
     if len(raw) > json_limit:
         raise JsonTooLarge(json_limit)
