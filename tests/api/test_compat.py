@@ -214,6 +214,30 @@ def test_compat_queries_share_the_query_log_limits_and_keys(
         assert c.get(f"/image/{SHIRT}").status_code == 401
 
 
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("post", "/search", {"content": b'{"query": "x"}', "headers": {"content-type": "multipart/form-data; boundary=z"}}),
+    ("post", "/search", {"content": b"\xff\xfe\x00", "headers": {"content-type": "application/json"}}),
+    ("post", "/search", {"content": b"null", "headers": {"content-type": "application/json"}}),
+    ("post", "/search", {"json": {"query": "x", "top_k": 100_000}}),
+    ("post", "/search", {"json": {"query": "x" * 5000}}),
+    ("post", "/search", {"files": {"image": ("a.jpg", b"", "image/jpeg")}}),
+    ("post", "/match-text", {"data": {"text": "x", "top_k": "many"}}),
+    ("post", "/match-image", {"data": {"file": "not a file"}}),
+    ("post", "/match-image", {}),
+    ("post", "/match-product", {"json": {"image": "x"}}),
+    ("post", "/match-product", {"files": {"image": ("a.jpg", b"\xff\xd8\xff\xe0 truncated", "image/jpeg")}}),
+    ("get", "/image/36310", {"params": {"thumbnail": "perhaps"}}),
+]
+
+
+def test_bad_input_is_a_4xx_never_a_5xx(client: TestClient) -> None:
+    for method, path, request in BAD_REQUESTS:
+        response = getattr(client, method)(path, **request)
+        assert 400 <= response.status_code < 500, (path, request, response.text)
+        body = response.json()
+        assert ("detail" in body) if path == "/match-product" else body["error"]["message"], (path, body)
+
+
 def test_source_domain_is_the_host_of_the_image_source_url() -> None:
     from prodmatch.api.routes.compat import source_of
 
