@@ -25,7 +25,7 @@ from prodmatch.config import CatalogLocation, Settings
 from prodmatch.matching.decision import decide, margin_of
 from prodmatch.matching.facts import group_map
 from prodmatch.matching.service import DECISION_DEPTH, rank
-from prodmatch.matching.simulation import SPACES, build_queries
+from prodmatch.matching.simulation import SPACES, build_queries, query_words
 from prodmatch.stores.records import Product
 
 RANK_DEPTH = 10
@@ -84,8 +84,11 @@ def _retrieval(
 ) -> dict[str, Any]:
     service = catalog.matcher
     asked, vectors = build_queries(catalog.embedder(), space, products, seed)
-    scorer = service.image_query_scores if space == "image" else service.text_query_scores
-    rankings = [[pid for pid, _ in rank(scorer(vector, RANK_DEPTH), RANK_DEPTH)] for vector in vectors]
+    words = query_words(space, products, seed)
+    rankings = [
+        [pid for pid, _ in rank(service.query_scores(space, vector, RANK_DEPTH, words=text), RANK_DEPTH)]
+        for vector, text in zip(vectors, words, strict=True)
+    ]
     return {
         **summarise(ranks_of(asked, rankings, groups)),
         "byte_identical_duplicates_only": summarise(ranks_of(asked, rankings, strict)),
@@ -138,11 +141,11 @@ def _decide_all(
 ) -> dict[str, float]:
     service = catalog.matcher
     asked, vectors = build_queries(catalog.embedder(), space, products, seed)
-    scorer = service.image_query_scores if space == "image" else service.text_query_scores
+    words = query_words(space, products, seed)
     calibration = catalog.facts.calibrations().get(space)
     tally = {"right": 0, "wrong": 0, "missed": 0, "false": 0}
-    for product, vector in zip(asked, vectors, strict=True):
-        scores = scorer(vector, DECISION_DEPTH)
+    for product, vector, text in zip(asked, vectors, words, strict=True):
+        scores = service.query_scores(space, vector, DECISION_DEPTH, words=text)
         top, top_score = rank(scores, 1)[0] if scores else ("", None)
         decision = decide(calibration, top_score, margin_of(scores, top, groups) if scores else 0.0)
         said_match = bool(decision and decision.is_match)

@@ -1,6 +1,6 @@
 """Facts about the catalog that every query needs and that change only when the catalog does: filterable
 attribute keys, duplicate-listing groups, the decision's calibration, attribute value counts (keywords, facets),
-and the products and vector owners that answers are made of.
+the lexical index of text queries, and the products and vector owners that answers are made of.
 
 Read from the metadata store and kept until refresh(): a query must not pay for store round trips that return
 the same answer every time. Every write to the catalog calls refresh() (application layer).
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from cachetools import LRUCache
 
 from prodmatch.matching.decision import DECISION_KEY, Calibration, from_meta
+from prodmatch.matching.lexical import LexicalIndex
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
 
@@ -85,6 +86,11 @@ class CatalogFacts:
     def calibrations(self) -> dict[str, Calibration]:
         """The decision's calibration per query space ("image", "text"); empty before the first calibration."""
         return self._get("calibrations", lambda: from_meta(self._store.get_meta(DECISION_KEY)))
+
+    def lexical(self) -> LexicalIndex:
+        """The lexical (BM25) index of the catalog's products. Built on first use after a change, so a burst of
+        writes costs one rebuild, paid by the next text query (or by warming): about 0.1 ms per product."""
+        return self._get("lexical", lambda: LexicalIndex.build(self._store))
 
     def product_count(self) -> int:
         return self._get("count", self._store.count)
