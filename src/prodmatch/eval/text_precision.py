@@ -69,7 +69,9 @@ def name_queries(products: Sequence[Product], seed: int) -> list[tuple[str, str]
     for i, product in enumerate(products):
         words = (product.name or "").split()
         if words:
-            keep = sorted(np.random.default_rng([seed, i]).choice(len(words), size=(len(words) + 1) // 2, replace=False))
+            keep = sorted(
+                np.random.default_rng([seed, i]).choice(len(words), size=(len(words) + 1) // 2, replace=False)
+            )
             cases.append((" ".join(words[j] for j in keep), product.id))
     return cases
 
@@ -100,7 +102,11 @@ def variants(catalog: Catalog) -> dict[str, MatchService]:
     served = catalog.matcher
     found = {"dense": served, "hybrid": served}
     for name, (dense, lexical, attributes) in PARTS.items():
-        weights = {"hybrid_dense_weight": dense, "hybrid_lexical_weight": lexical, "hybrid_attribute_weight": attributes}
+        weights = {
+            "hybrid_dense_weight": dense,
+            "hybrid_lexical_weight": lexical,
+            "hybrid_attribute_weight": attributes,
+        }
         settings = served.settings.model_copy(update={**weights, "hybrid_text": True})
         found[name] = MatchService(served.stores, served.model, settings, served.facts)
     return found

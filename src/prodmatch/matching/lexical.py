@@ -14,11 +14,14 @@ Scores are absolute, not relative to the other results, so the match decision ca
     lexical(q, p) = BM25(q, p) / (sum of idf(t) over the distinct query words t)
 
 in [0, 1): BM25 here is Lucene's, idf(t) * tf / (tf + k1 * (1 - b + b * length / average length)), so idf(t) is
-the most one word can add (a word found once in a product of average length adds idf(t) / (1 + k1)). A word the catalog never uses counts in the
-denominator with the idf of an unseen word, so a query about something the catalog lacks scores low.
+the most one word can add (a word found once in a product of average length adds idf(t) / (1 + k1)). A word the
+catalog never uses counts in the denominator with the idf of an unseen word, so a query about something the
+catalog lacks scores low.
 
 Attribute values are recognised longest match first: in "navy blue tshirts" the Colour value "navy blue" is one
-phrase, never also "blue". A product's attribute share is the share of recognised phrases whose value it holds.
+phrase, never also "blue". A product's attribute share is the share of recognised phrases it holds: as an attribute
+value, or in its own text read the same way (a "Navy Blue T-shirt" title holds "navy blue" and "tshirt", not
+"blue"), so a product whose type is only in its name ("Zyxel Quantum Jacket") is not outranked by every jacket.
 """
 
 from __future__ import annotations
@@ -75,10 +78,12 @@ def attribute_values(product: Product) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Phrase:
-    """A catalog attribute value found in a query: at token positions SPAN, possibly a value of several keys."""
+    """A catalog attribute value found in a query: its normalised WORDS at token positions SPAN, and the
+    (attribute key, value) pairs that read as those words."""
 
+    words: tuple[str, ...]
     span: tuple[int, int]
-    values: frozenset[tuple[str, str]]  # (attribute key, value) pairs whose normalised words are this phrase
+    values: frozenset[tuple[str, str]]
 
 
 class AttributeMatcher:
@@ -100,9 +105,9 @@ class AttributeMatcher:
         start = 0
         while start < len(words):
             for size in range(min(self._longest, len(words) - start), 0, -1):
-                values = self._phrases.get(tuple(words[start : start + size]))
-                if values is not None:
-                    found.append(Phrase((start, start + size), values))
+                phrase = tuple(words[start : start + size])
+                if (values := self._phrases.get(phrase)) is not None:
+                    found.append(Phrase(phrase, (start, start + size), values))
                     start += size
                     break
             else:
@@ -110,12 +115,9 @@ class AttributeMatcher:
         return found
 
 
-def attribute_share(phrases: Sequence[Phrase], values: dict[str, str]) -> float:
-    """Share of PHRASES whose value the product (its attribute VALUES) holds; 0 when nothing was recognised."""
-    if not phrases:
-        return 0.0
-    held = sum(any(values.get(key) == value for key, value in phrase.values) for phrase in phrases)
-    return held / len(phrases)
+def attribute_share(phrases: Sequence[Phrase], held: frozenset[tuple[str, ...]]) -> float:
+    """Share of PHRASES among the phrases a product HOLDS; 0 when nothing was recognised."""
+    return sum(phrase.words in held for phrase in phrases) / len(phrases) if phrases else 0.0
 
 
 @dataclass
@@ -137,18 +139,28 @@ class LexicalIndex:
         self._row = {product_id: row for row, product_id in enumerate(self.ids)}
         # each row's place in id order: equal scores rank by id, whatever order the store listed products in
         self._id_rank = np.argsort(np.argsort(np.asarray(self.ids, dtype=str), kind="stable"), kind="stable")
-        self._values = [attribute_values(product) for product in products]
-        # what filters read (stores.filters.searchable), evaluated by the reference predicate every store agrees with
-        self._search = [searchable(product.attributes) for product in products]
+        self._attributes = [product.attributes for product in products]  # what filters read
+        values = [attribute_values(product) for product in products]
         memo: dict[str, str] = {}
+        texts = [normalise(product.text, memo) for product in products]
+        read: dict[str, tuple[str, ...]] = {}  # a catalog has few distinct values: normalise each once
+        value_words = [
+            [read[v] if v in read else read.setdefault(v, tuple(normalise(v, memo))) for v in held.values()]
+            for held in values
+        ]
         documents = [
-            normalise(" ".join([product.text, *self._values[row].values()]), memo) for row, product in enumerate(products)
+            text + [word for value in held for word in value] for text, held in zip(texts, value_words, strict=True)
         ]
         self._bm25 = bm25s.BM25(k1=K1, b=B, method="lucene")
         if documents:
             self._bm25.index(documents, show_progress=False)
         self._frequency = Counter(word for document in documents for word in set(document))  # document frequency
-        self.matcher = AttributeMatcher(self._values)
+        self.matcher = AttributeMatcher(values)
+        # the phrases each product holds: its values, and the values its own text names (read longest first)
+        self._held = [
+            frozenset(held) | frozenset(phrase.words for phrase in self.matcher.recognise(text))
+            for text, held in zip(texts, value_words, strict=True)
+        ]
 
     @classmethod
     def build(cls, store: MetadataStore) -> LexicalIndex:
@@ -187,7 +199,8 @@ class LexicalIndex:
         for row in order.tolist():
             if len(found) >= top_k:
                 break
-            if passes is None or passes(self._search[row]):
+            # the reference predicate over searchable(): the meaning every store's own filter translation agrees with
+            if passes is None or passes(searchable(self._attributes[row])):
                 found[self.ids[row]] = float(query.scores[row])
         return found
 
@@ -199,8 +212,4 @@ class LexicalIndex:
     def share(self, query: LexicalQuery, product_id: str) -> float:
         """Share of the query's recognised attribute values that PRODUCT_ID holds."""
         row = self._row.get(product_id)
-        return 0.0 if row is None else attribute_share(query.phrases, self._values[row])
-
-    def values(self, product_id: str) -> dict[str, str]:
-        row = self._row.get(product_id)
-        return {} if row is None else self._values[row]
+        return 0.0 if row is None else attribute_share(query.phrases, self._held[row])
