@@ -91,7 +91,7 @@ class MatchService:
         words: str | None = None,
     ) -> MatchResult:
         """Match embedded queries: an image, a text, or both (a photo plus "but in red"). WORDS, the text query's
-        own words, make a lone text query hybrid (lexical + dense).
+        own words, make its text scores hybrid (lexical + dense).
 
         Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
         computed exactly (w = IMAGE_WEIGHT)."""
@@ -104,16 +104,22 @@ class MatchService:
             return self._result(self.text_query_scores(text, depth, filters, words), top_k, started)
         if image is None or text is None:
             raise InvalidQueryError("give an image, a text, or both")
-        return self._result(self._both(image, text, depth, filters, image_weight), top_k, started)
+        return self._result(self._both(image, text, depth, filters, image_weight, words), top_k, started)
 
     def _both(
-        self, image: np.ndarray, text: np.ndarray, depth: int, filters: Sequence[Filter], image_weight: float
+        self,
+        image: np.ndarray,
+        text: np.ndarray,
+        depth: int,
+        filters: Sequence[Filter],
+        image_weight: float,
+        words: str | None = None,
     ) -> dict[str, float]:
         candidates = set(self.image_query_scores(image, depth, filters)) | set(
-            self.text_query_scores(text, depth, filters)
+            self.text_query_scores(text, depth, filters, words)
         )
         by_image = self.score_products("image", image, candidates)
-        by_text = self.score_products("text", text, candidates)
+        by_text = self.score_products("text", text, candidates, words)  # hybrid with WORDS, as a lone text query
         return {
             pid: image_weight * by_image.get(pid, 0.0) + (1 - image_weight) * by_text.get(pid, 0.0)
             for pid in candidates
