@@ -174,6 +174,11 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def matrix_bytes(self) -> int:
+        """Size of the BM25 sparse matrix (bm25s keeps it as a dict of arrays): what grows with the catalog."""
+        arrays = self._bm25.scores.values() if isinstance(self._bm25.scores, dict) else ()
+        return int(sum(array.nbytes for array in arrays if isinstance(array, np.ndarray)))
+
     def idf(self, word: str) -> float:
         """BM25's (Lucene) inverse document frequency; an unseen word gets the highest."""
         count = self._frequency.get(word, 0)
