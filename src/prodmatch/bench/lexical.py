@@ -63,7 +63,7 @@ def build(count: int, out: Path) -> dict[str, Any]:
             "products": len(index),
             "build_s": round(time.perf_counter() - wall, 2),
             "build_cpu_s": round(time.process_time() - cpu, 2),
-            "bm25_matrix_mb": round(index.matrix_bytes() / 2**20, 2),
+            "bm25_matrix_mb": round(index.matrix_bytes() / 2**20, 3),
         }
         timings = []
         for _ in range(5):
