@@ -18,6 +18,7 @@ from prodmatch.eval.text_precision import colour_type_queries, text_precision
 from prodmatch.matching.lexical import AttributeMatcher, LexicalIndex, normalise
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.filters import parse_filters
+from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
 from tests.fakes import FakeEmbedders
 from tests.samples import match_words
@@ -159,3 +160,27 @@ def test_text_precision_on_myntra_dev(settings: Settings, myntra: Path, offline_
     assert report["hybrid"]["colour_type_precision"] >= 0.90
     assert report["dense"]["colour_type_precision"] <= report["hybrid"]["colour_type_precision"] - 0.15
     assert report["hybrid"]["name_recall@1"] >= report["dense"]["name_recall@1"]
+
+
+def test_the_index_is_kept_until_the_catalog_changes(fake_catalog: Catalog) -> None:
+    facts = fake_catalog.facts
+    first = facts.lexical()
+    assert facts.lexical() is first and len(first) == 250
+    facts.refresh()
+    assert facts.lexical() is not first
+
+
+def test_an_index_built_across_a_write_serves_once_and_is_not_kept(
+    fake_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    facts, build = fake_catalog.facts, LexicalIndex.build
+
+    def build_while_a_write_lands(store: MetadataStore) -> LexicalIndex:
+        facts.refresh()  # the catalog changed while the index was being read
+        return build(store)
+
+    monkeypatch.setattr(LexicalIndex, "build", staticmethod(build_while_a_write_lands))
+    stale = facts.lexical()
+    monkeypatch.undo()
+    fresh = facts.lexical()
+    assert fresh is not stale and facts.lexical() is fresh

@@ -35,7 +35,7 @@ from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
-from prodmatch.matching.lexical import LexicalQuery
+from prodmatch.matching.lexical import LexicalIndex, LexicalQuery
 from prodmatch.models.record import ModelRecord
 from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.filters import Filter, check_keys
@@ -149,11 +149,14 @@ class MatchService:
         found = lexical.top(asked, max(top_k, self.settings.lexical_depth), filters)
         if missing := set(found) - set(dense):
             dense |= self.score_products("text", query, missing)
-        return self._hybrid(asked, dense, set(dense) | set(found))
+        return self._hybrid(lexical, asked, dense, set(dense) | set(found))
 
-    def _hybrid(self, asked: LexicalQuery, dense: dict[str, float], candidates: set[str]) -> dict[str, float]:
-        """The hybrid score of each candidate (module docstring); DENSE holds each one's exact dense score."""
-        lexical, weights = self.facts.lexical(), self.settings
+    def _hybrid(
+        self, lexical: LexicalIndex, asked: LexicalQuery, dense: dict[str, float], candidates: set[str]
+    ) -> dict[str, float]:
+        """The hybrid score of each candidate (module docstring); DENSE holds each one's exact dense score. One
+        LEXICAL index answers the whole query (a write meanwhile may replace the catalog's)."""
+        weights = self.settings
         attribute_weight = weights.hybrid_attribute_weight if asked.phrases else 0.0
         total = weights.hybrid_dense_weight + weights.hybrid_lexical_weight + attribute_weight
         if total <= 0:
@@ -208,8 +211,8 @@ class MatchService:
         """Exact scores of the given products for an embedded query of SPACE ("image" or "text"), as ranked; a
         text query with its WORDS scores as hybrid."""
         if space == "text" and words is not None and self.settings.hybrid_text:
-            dense = self.score_products("text", query, product_ids)
-            return self._hybrid(self.facts.lexical().query(words), dense, set(product_ids))
+            dense, lexical = self.score_products("text", query, product_ids), self.facts.lexical()
+            return self._hybrid(lexical, lexical.query(words), dense, set(product_ids))
         if space == "image":
             return self._exact_scores(query, product_ids, "image")
         if self.model.shared_space:
