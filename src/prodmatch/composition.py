@@ -98,6 +98,8 @@ class Catalog:
         """Load the model and open (and check) the indexes now rather than on the first query."""
         self.embedder()
         self.stores.open_indexes()
+        if self.settings.matching.hybrid_text:
+            self.facts.lexical()  # built from the metadata store (matching.lexical)
 
     def save(self) -> None:
         self.stores.save()

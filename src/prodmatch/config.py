@@ -94,6 +94,15 @@ class MatchingSettings(BaseModel):
     from feedback."""
 
     text_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # Hybrid text search (README, "How matching works"): a text query's score is
+    #   (dense * cosine + lexical * BM25 share + attributes * share of named values held) / (sum of weights used)
+    # in [0, 1]; the attribute term (and its weight) counts only when the query names a catalog attribute value.
+    # hybrid_text off: text queries rank by the dense cosine alone (as before).
+    hybrid_text: bool = True
+    hybrid_dense_weight: float = Field(0.3, ge=0.0)
+    hybrid_lexical_weight: float = Field(0.7, ge=0.0)
+    hybrid_attribute_weight: float = Field(1.0, ge=0.0)
+    lexical_depth: int = Field(50, ge=1, description="products taken from each of the dense and lexical searches")
     # A confirmed query photo (POST /v1/feedback) becomes one more photo of the product. Query photos are kept
     # for keep_query_photos_days so that feedback can come later; then they are deleted.
     learn_from_feedback: bool = True

@@ -116,7 +116,9 @@ class Matcher:
         """Search with the embedded query, decide on the top hit, find keywords and log it."""
         service = self.catalog.matcher
         with self.catalog.lock:
-            result = service.match_vectors(image, text, query.top_k, query.filters, query.image_weight, started)
+            result = service.match_vectors(
+                image, text, query.top_k, query.filters, query.image_weight, started, words=query.text
+            )
         if query.min_score is not None:
             result.matches = [m for m in result.matches if m.score >= query.min_score]
         answer = MatchAnswer(result, service.decide(query.space, result))

@@ -16,7 +16,7 @@ from prodmatch.matching.decision import (
     to_meta,
 )
 from prodmatch.matching.service import MatchService
-from prodmatch.matching.simulation import SPACES, build_queries
+from prodmatch.matching.simulation import SPACES, build_queries, query_words
 from prodmatch.models.embedder import Embedder
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
@@ -35,11 +35,14 @@ def calibrate_decisions(service: MatchService, embedder: Embedder, sample: int =
     calibrations: dict[str, Calibration] = {}
     for space in SPACES:
         asked, vectors = build_queries(embedder, space, products, _SEED)
-        scorer = service.image_query_scores if space == "image" else service.text_query_scores
+        words = query_words(space, products, _SEED)  # text queries are scored as served: hybrid, with their words
         rankings = [
             # the top products, plus the exact score of the source (and its duplicates) if it ranked lower
-            {**scorer(vector, SEARCH_DEPTH), **service.score_products(space, vector, groups.get(p.id, {p.id}))}
-            for p, vector in zip(asked, vectors, strict=True)
+            {
+                **service.query_scores(space, vector, SEARCH_DEPTH, words=text),
+                **service.score_products(space, vector, groups.get(p.id, {p.id}), text),
+            }
+            for p, vector, text in zip(asked, vectors, words, strict=True)
         ]
         positives, negatives = split_scores(rankings, [p.id for p in asked], groups)
         if len(positives) >= MIN_SCORES and len(negatives) >= MIN_SCORES:

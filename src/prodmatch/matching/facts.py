@@ -1,6 +1,6 @@
 """Facts about the catalog that every query needs and that change only when the catalog does: filterable
 attribute keys, duplicate-listing groups, the decision's calibration, attribute value counts (keywords, facets),
-and the products and vector owners that answers are made of.
+the lexical index of text queries, and the products and vector owners that answers are made of.
 
 Read from the metadata store and kept until refresh(): a query must not pay for store round trips that return
 the same answer every time. Every write to the catalog calls refresh() (application layer).
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from cachetools import LRUCache
 
 from prodmatch.matching.decision import DECISION_KEY, Calibration, from_meta
+from prodmatch.matching.lexical import LexicalIndex
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
 
@@ -37,12 +38,17 @@ class CatalogFacts:
         # Vector ids are never reused, so the product a vector id belongs to never changes: owners need no refresh
         # (a deleted vector is gone from the index, so its id is never asked about again).
         self._owners: LRUCache[int, str] = LRUCache(OWNERS_KEPT)
+        # The lexical index takes seconds to build for a large catalog: it is built outside _lock (other facts stay
+        # readable meanwhile), one build at a time, and kept only if no refresh came while it was built.
+        self._lexical_lock = threading.Lock()
+        self._generation = 0
 
     def refresh(self) -> None:
         """Forget everything: the catalog changed (products written or deleted, recalibrated)."""
         with self._lock:
             self._cached.clear()
             self._products.clear()
+            self._generation += 1
 
     def products(self, ids: list[str]) -> dict[str, Product]:
         """The stored products among IDS (kept in an LRU until the catalog changes)."""
@@ -85,6 +91,20 @@ class CatalogFacts:
     def calibrations(self) -> dict[str, Calibration]:
         """The decision's calibration per query space ("image", "text"); empty before the first calibration."""
         return self._get("calibrations", lambda: from_meta(self._store.get_meta(DECISION_KEY)))
+
+    def lexical(self) -> LexicalIndex:
+        """The lexical (BM25) index of the catalog's products. Built on first use after a change, so a burst of
+        writes costs one rebuild, paid by the next text query (or by warming): ~0.06 ms of CPU per product."""
+        with self._lexical_lock:
+            with self._lock:
+                built: LexicalIndex | None = self._cached.get("lexical")
+                generation = self._generation
+            if built is None:
+                built = LexicalIndex.build(self._store)
+                with self._lock:
+                    if generation == self._generation:
+                        self._cached["lexical"] = built
+            return built
 
     def product_count(self) -> int:
         return self._get("count", self._store.count)

@@ -10,6 +10,15 @@ with w = settings.matching.text_weight (0.5 by default). Both terms are computed
 candidate found by either search, so the fused score never mixes an exact value with a missing one;
 a product with no image (or no text) keeps the one score it has. Queries arrive embedded: turning photos
 and texts into vectors is the application layer's job (in process, micro-batched, or on Triton).
+
+A text query given with its words is hybrid (settings.matching.hybrid_text): the products found by the dense
+search and by the lexical index (matching.lexical: BM25 over text and attribute values) are each scored
+
+    score = (wd * dense + wl * lexical + wa * attributes) / (wd + wl + wa)
+
+dense = the score above (cosine), lexical = BM25 relative to its ceiling for the query, in [0, 1), attributes =
+the share of catalog attribute values named in the query ("navy blue", "tshirts") that the product holds. The
+attribute term and its weight count only when the query names some value, so both kinds of query score in [0, 1].
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
+from prodmatch.matching.lexical import LexicalIndex, LexicalQuery
 from prodmatch.models.record import ModelRecord
 from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.filters import Filter, check_keys
@@ -78,8 +88,10 @@ class MatchService:
         filters: Sequence[Filter] = (),
         image_weight: float = 0.5,
         started: float | None = None,
+        words: str | None = None,
     ) -> MatchResult:
-        """Match embedded queries: an image, a text, or both (a photo plus "but in red").
+        """Match embedded queries: an image, a text, or both (a photo plus "but in red"). WORDS, the text query's
+        own words, make its text scores hybrid (lexical + dense).
 
         Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
         computed exactly (w = IMAGE_WEIGHT)."""
@@ -89,19 +101,25 @@ class MatchService:
         if image is not None and text is None:
             return self._result(self.image_query_scores(image, depth, filters), top_k, started)
         if text is not None and image is None:
-            return self._result(self.text_query_scores(text, depth, filters), top_k, started)
+            return self._result(self.text_query_scores(text, depth, filters, words), top_k, started)
         if image is None or text is None:
             raise InvalidQueryError("give an image, a text, or both")
-        return self._result(self._both(image, text, depth, filters, image_weight), top_k, started)
+        return self._result(self._both(image, text, depth, filters, image_weight, words), top_k, started)
 
     def _both(
-        self, image: np.ndarray, text: np.ndarray, depth: int, filters: Sequence[Filter], image_weight: float
+        self,
+        image: np.ndarray,
+        text: np.ndarray,
+        depth: int,
+        filters: Sequence[Filter],
+        image_weight: float,
+        words: str | None = None,
     ) -> dict[str, float]:
         candidates = set(self.image_query_scores(image, depth, filters)) | set(
-            self.text_query_scores(text, depth, filters)
+            self.text_query_scores(text, depth, filters, words)
         )
         by_image = self.score_products("image", image, candidates)
-        by_text = self.score_products("text", text, candidates)
+        by_text = self.score_products("text", text, candidates, words)  # hybrid with WORDS, as a lone text query
         return {
             pid: image_weight * by_image.get(pid, 0.0) + (1 - image_weight) * by_text.get(pid, 0.0)
             for pid in candidates
@@ -111,7 +129,49 @@ class MatchService:
         """Product scores for an embedded image query."""
         return self.search_space("image", query, top_k, filters)
 
-    def text_query_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = ()) -> dict[str, float]:
+    def query_scores(
+        self, space: str, query: np.ndarray, top_k: int, filters: Sequence[Filter] = (), words: str | None = None
+    ) -> dict[str, float]:
+        """Product scores for an embedded query of SPACE ("image" or "text"; WORDS: the text query's words)."""
+        if space == "image":
+            return self.image_query_scores(query, top_k, filters)
+        return self.text_query_scores(query, top_k, filters, words)
+
+    def text_query_scores(
+        self, query: np.ndarray, top_k: int, filters: Sequence[Filter] = (), words: str | None = None
+    ) -> dict[str, float]:
+        """Product scores for an embedded text query: hybrid when its WORDS are given (module docstring)."""
+        if words is None or not self.settings.hybrid_text:
+            return self._dense_text_scores(query, top_k, filters)
+        dense = self._dense_text_scores(query, max(top_k, self.settings.lexical_depth), filters)
+        lexical = self.facts.lexical()
+        asked = lexical.query(words)
+        found = lexical.top(asked, max(top_k, self.settings.lexical_depth), filters)
+        if missing := set(found) - set(dense):
+            dense |= self.score_products("text", query, missing)
+        return self._hybrid(lexical, asked, dense, set(dense) | set(found))
+
+    def _hybrid(
+        self, lexical: LexicalIndex, asked: LexicalQuery, dense: dict[str, float], candidates: set[str]
+    ) -> dict[str, float]:
+        """The hybrid score of each candidate (module docstring); DENSE holds each one's exact dense score. One
+        LEXICAL index answers the whole query (a write meanwhile may replace the catalog's)."""
+        weights = self.settings
+        attribute_weight = weights.hybrid_attribute_weight if asked.phrases else 0.0
+        total = weights.hybrid_dense_weight + weights.hybrid_lexical_weight + attribute_weight
+        if total <= 0:
+            return dict(dense)
+        return {
+            pid: (
+                weights.hybrid_dense_weight * dense.get(pid, 0.0)
+                + weights.hybrid_lexical_weight * lexical.score(asked, pid)
+                + attribute_weight * lexical.share(asked, pid)
+            )
+            / total
+            for pid in candidates
+        }
+
+    def _dense_text_scores(self, query: np.ndarray, top_k: int, filters: Sequence[Filter]) -> dict[str, float]:
         """Product scores for an embedded text query, fused with image scores in a shared space."""
         text_scores = self.search_space("text", query, top_k, filters)
         if not self.model.shared_space:
@@ -145,8 +205,14 @@ class MatchService:
                 best[owner] = float(score)
         return best
 
-    def score_products(self, space: str, query: np.ndarray, product_ids: set[str]) -> dict[str, float]:
-        """Exact scores of the given products for an embedded query of SPACE ("image" or "text"), as ranked."""
+    def score_products(
+        self, space: str, query: np.ndarray, product_ids: set[str], words: str | None = None
+    ) -> dict[str, float]:
+        """Exact scores of the given products for an embedded query of SPACE ("image" or "text"), as ranked; a
+        text query with its WORDS scores as hybrid."""
+        if space == "text" and words is not None and self.settings.hybrid_text:
+            dense, lexical = self.score_products("text", query, product_ids), self.facts.lexical()
+            return self._hybrid(lexical, lexical.query(words), dense, set(product_ids))
         if space == "image":
             return self._exact_scores(query, product_ids, "image")
         if self.model.shared_space:

@@ -29,9 +29,22 @@ def build_queries(
     if space == "image":
         asked = [p for p in products if p.images]
         return asked, image_query_vectors(embedder, asked, seed)
+    asked, queries = text_queries(products, seed)
+    return asked, embedder.embed_texts(queries) if asked else np.zeros((0, 1), np.float32)
+
+
+def text_queries(products: Sequence[Product], seed: int) -> tuple[list[Product], list[str]]:
+    """The products that get a text query and their queries' words (query i uses the random stream [seed, i])."""
     queries = [text_query(p, np.random.default_rng([seed, i])) for i, p in enumerate(products)]
-    asked = [p for p, q in zip(products, queries, strict=True) if q]
-    return asked, embedder.embed_texts([q for q in queries if q]) if asked else np.zeros((0, 1), np.float32)
+    return [p for p, q in zip(products, queries, strict=True) if q], [q for q in queries if q]
+
+
+def query_words(space: str, products: Sequence[Product], seed: int) -> list[str | None]:
+    """The words of each text query build_queries makes for SPACE, in order (None for each photo query): a text
+    query is scored with its words (hybrid search)."""
+    if space == "image":
+        return [None] * sum(1 for p in products if p.images)
+    return list(text_queries(products, seed)[1])
 
 
 def image_query_vectors(embedder: Embedder, products: Sequence[Product], seed: int) -> np.ndarray:
