@@ -15,7 +15,7 @@ import numpy as np
 from prodmatch.api.access import Gate
 from prodmatch.api.limits import RateLimiter
 from prodmatch.api.metrics import Metrics
-from prodmatch.application.querying import MatchAnswer, Matcher, MatchQuery, check_text
+from prodmatch.application.querying import MatchAnswer, Matcher, MatchQuery, Timings, check_text
 from prodmatch.composition import Catalog, EmbedderFactory
 from prodmatch.config import LOOPBACK_HOSTS, Settings
 from prodmatch.errors import ModelServerUnavailableError, ModelTimeoutError, ProdmatchError, StoreUnavailableError
@@ -196,28 +196,32 @@ class AppState:
 
     async def match(self, query: MatchQuery) -> MatchAnswer:
         """The match use case, with the model's work micro-batched and cached."""
-        started = time.perf_counter()
+        started, timings = time.perf_counter(), Timings()
         opened = self._opened()
         await self.run(opened.matcher.check, query)
-        image = await self._embed_image(opened, query.image) if query.image is not None else None
-        text = await self._embed_text(opened, query.text) if query.text is not None else None
-        return await self.run(opened.matcher.answer, query, image, text, started)
+        image = await self._embed_image(opened, query.image, timings) if query.image is not None else None
+        text = await self._embed_text(opened, query.text, timings) if query.text is not None else None
+        answer = await self.run(opened.matcher.answer, query, image, text, started, timings)
+        self.metrics.observe_stages(answer.timings)
+        return answer
 
-    async def _embed_image(self, opened: OpenCatalog, data: bytes) -> np.ndarray:
+    async def _embed_image(self, opened: OpenCatalog, data: bytes, timings: Timings) -> np.ndarray:
         key = image_key(data)
         if (cached := self._cached(key)) is not None:
             return cached
-        pixels = await self.run(self._pixels, opened.catalog, data)  # decode + resize on a worker
-        vector = await self._in_time(opened.image_batcher.embed(pixels))
+        pixels = await self.run(self._pixels, opened.catalog, data, timings)  # decode + resize on a worker
+        with timings.stage("model"):  # includes the wait for the batch's other queries and the model thread
+            vector = await self._in_time(opened.image_batcher.embed(pixels))
         self.cache.put(key, vector)
         return vector
 
-    async def _embed_text(self, opened: OpenCatalog, text: str) -> np.ndarray:
+    async def _embed_text(self, opened: OpenCatalog, text: str, timings: Timings) -> np.ndarray:
         check_text(text, self.settings.serve.max_text_chars)
         key = text_key(text)
         if (cached := self._cached(key)) is not None:
             return cached
-        vector = await self._in_time(opened.text_batcher.embed(text))
+        with timings.stage("model"):
+            vector = await self._in_time(opened.text_batcher.embed(text))
         self.cache.put(key, vector)
         return vector
 
@@ -231,8 +235,11 @@ class AppState:
             raise ModelTimeoutError(f"the model did not answer within {limit:g} s; try again") from exc
 
     @staticmethod
-    def _pixels(catalog: Catalog, data: bytes) -> np.ndarray:
-        return catalog.embedder().pixels([catalog.decode(data)])
+    def _pixels(catalog: Catalog, data: bytes, timings: Timings) -> np.ndarray:
+        with timings.stage("decode"):
+            image = catalog.decode(data)
+        with timings.stage("preprocess"):
+            return catalog.embedder().pixels([image])
 
     def _cached(self, key: str) -> np.ndarray | None:
         vector = self.cache.get(key)

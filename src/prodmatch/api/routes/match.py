@@ -15,10 +15,13 @@ from prodmatch.stores.filters import parse_filters
 
 router = APIRouter(prefix="/v1/match", tags=["match"], dependencies=[Depends(allow("match"))])
 MinScore = Annotated[float | None, Query(description="drop matches scoring below this")]
+ShowTimings = Annotated[bool, Query(alias="timings", description="add milliseconds per stage to the answer")]
+# exclude_unset: `timings` appears only when asked (the answer's dict holds every other field, null or not)
+ANSWER = {"response_model": MatchResponse, "response_model_exclude_unset": True}
 
 
-async def respond(state: State, request: Request, query: MatchQuery) -> MatchResponse:
-    query.request_id = request_id_of(request.scope)
+async def respond(state: State, request: Request, query: MatchQuery, timings: bool) -> MatchResponse:
+    query.request_id, query.profile = request_id_of(request.scope), timings
     answer = await state.match(query)
     return MatchResponse.model_validate(answer.as_dict())
 
@@ -30,7 +33,7 @@ async def read_upload(upload: UploadFile) -> bytes:
     return data
 
 
-@router.post("/image", response_model=MatchResponse)
+@router.post("/image", **ANSWER)
 async def match_image(
     state: State,
     request: Request,
@@ -38,22 +41,22 @@ async def match_image(
     image: Annotated[UploadFile, File(description="the query photo")],
     top_k: TopK = 10,
     min_score: MinScore = None,
+    timings: ShowTimings = False,
 ) -> MatchResponse:
     """Products matching a photo."""
     query = MatchQuery(image=await read_upload(image), top_k=top_k, filters=filters, min_score=min_score)
-    return await respond(state, request, query)
+    return await respond(state, request, query, timings)
 
 
-@router.post("/text", response_model=MatchResponse)
-async def match_text(state: State, request: Request, body: TextQuery) -> MatchResponse:
+@router.post("/text", **ANSWER)
+async def match_text(state: State, request: Request, body: TextQuery, timings: ShowTimings = False) -> MatchResponse:
     """Products matching a description."""
     filters = parse_filters(body.filters)
-    return await respond(
-        state, request, MatchQuery(text=body.text, top_k=body.top_k, filters=filters, min_score=body.min_score)
-    )
+    query = MatchQuery(text=body.text, top_k=body.top_k, filters=filters, min_score=body.min_score)
+    return await respond(state, request, query, timings)
 
 
-@router.post("", response_model=MatchResponse)
+@router.post("", **ANSWER)
 async def match_both(
     state: State,
     request: Request,
@@ -63,7 +66,8 @@ async def match_both(
     image_weight: Annotated[float, Form(ge=0.0, le=1.0, description="weight of the photo's scores")] = 0.5,
     top_k: TopK = 10,
     min_score: MinScore = None,
+    timings: ShowTimings = False,
 ) -> MatchResponse:
     """A photo and a text together: score = w * photo score + (1 - w) * text score, per candidate product."""
     query = MatchQuery(await read_upload(image), text, image_weight, top_k, filters, min_score)
-    return await respond(state, request, query)
+    return await respond(state, request, query, timings)
