@@ -20,7 +20,7 @@ from prodmatch.composition import Catalog, EmbedderFactory
 from prodmatch.config import LOOPBACK_HOSTS, Settings
 from prodmatch.errors import ModelServerUnavailableError, ModelTimeoutError, ProdmatchError, StoreUnavailableError
 from prodmatch.matching.batcher import MicroBatcher
-from prodmatch.matching.cache import EmbeddingCache, image_key, text_key
+from prodmatch.matching.cache import EmbeddingCache, QueryCache, create_cache, image_key, text_key
 from prodmatch.matching.query_log import QueryLog
 from prodmatch.stores.availability import unavailable_reason
 from prodmatch.stores.records import ApiKey
@@ -53,7 +53,8 @@ class AppState:
         self.settings = settings
         self.metrics = metrics
         self._embedders = embedders
-        self.cache = EmbeddingCache(settings.serve.cache_entries)
+        # Replaced once the catalog is open: a shared (Redis) cache is namespaced by the model's fingerprint.
+        self.cache: QueryCache = EmbeddingCache(settings.serve.cache_entries)
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         self._open: OpenCatalog | None = None
@@ -115,6 +116,8 @@ class AppState:
 
     def _start(self, catalog: Catalog) -> OpenCatalog:
         embedder = catalog.embedder()
+        serve = self.settings.serve
+        self.cache = create_cache(self.settings.cache_url, serve.cache_entries, embedder.fingerprint, serve.cache_ttl_s)
         query_log = QueryLog(catalog.store)
         opened = OpenCatalog(
             catalog,
@@ -177,9 +180,11 @@ class AppState:
             await opened.image_batcher.stop()
             await opened.text_batcher.stop()
             opened.query_log.stop()
-            with opened.catalog.lock:
-                opened.catalog.save()
+            if self.settings.serve.workers == 1:  # several workers share a read-only catalog: none saves it
+                with opened.catalog.lock:
+                    opened.catalog.save()
             opened.catalog.close()
+        self.cache.close()
         self._model_thread.shutdown(wait=False)
         self._work_threads.shutdown(wait=False)
 

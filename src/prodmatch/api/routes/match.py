@@ -16,10 +16,9 @@ from prodmatch.stores.filters import parse_filters
 router = APIRouter(prefix="/v1/match", tags=["match"], dependencies=[Depends(allow("match"))])
 MinScore = Annotated[float | None, Query(description="drop matches scoring below this")]
 ShowTimings = Annotated[bool, Query(alias="timings", description="add milliseconds per stage to the answer")]
-# exclude_unset: `timings` appears only when asked (the answer's dict holds every other field, null or not)
-ANSWER = {"response_model": MatchResponse, "response_model_exclude_unset": True}
 
 
+# response_model_exclude_unset: `timings` appears only when asked; the answer's dict sets every other field.
 async def respond(state: State, request: Request, query: MatchQuery, timings: bool) -> MatchResponse:
     query.request_id, query.profile = request_id_of(request.scope), timings
     answer = await state.match(query)
@@ -33,7 +32,7 @@ async def read_upload(upload: UploadFile) -> bytes:
     return data
 
 
-@router.post("/image", **ANSWER)
+@router.post("/image", response_model=MatchResponse, response_model_exclude_unset=True)
 async def match_image(
     state: State,
     request: Request,
@@ -48,7 +47,7 @@ async def match_image(
     return await respond(state, request, query, timings)
 
 
-@router.post("/text", **ANSWER)
+@router.post("/text", response_model=MatchResponse, response_model_exclude_unset=True)
 async def match_text(state: State, request: Request, body: TextQuery, timings: ShowTimings = False) -> MatchResponse:
     """Products matching a description."""
     filters = parse_filters(body.filters)
@@ -56,7 +55,7 @@ async def match_text(state: State, request: Request, body: TextQuery, timings: S
     return await respond(state, request, query, timings)
 
 
-@router.post("", **ANSWER)
+@router.post("", response_model=MatchResponse, response_model_exclude_unset=True)
 async def match_both(
     state: State,
     request: Request,

@@ -86,7 +86,8 @@ def image_features(model: CLIPModel, processor: Any, images: list[Image.Image]) 
         output = model.get_image_features(pixel_values=inputs["pixel_values"])
     features = output if isinstance(output, torch.Tensor) else output.pooler_output  # transformers 5: a ModelOutput
     vectors: np.ndarray = features.float().numpy()
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 def embed_catalog(model: CLIPModel, processor: Any, products: list[dict[str, Any]], batch_size: int = 32) -> np.ndarray:
@@ -106,7 +107,8 @@ def embed_catalog(model: CLIPModel, processor: Any, products: list[dict[str, Any
 def random_unit_vectors(count: int, dim: int = EMBED_DIM, seed: int = 0) -> np.ndarray:
     """COUNT random L2-normalised float32 vectors (a stand-in catalog matrix: same shape, same search cost)."""
     vectors: np.ndarray = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalised
 
 
 def catalog_fingerprint(products: list[dict[str, Any]]) -> str:
