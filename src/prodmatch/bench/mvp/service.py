@@ -188,6 +188,16 @@ class QueryLog:
             handle.write(json.dumps(line) + "\n")
 
 
+def load_matcher(catalog: Path, embeddings_cache: Path | None, random_catalog_vectors: bool) -> Matcher:
+    """The model, the catalog and its matrix (loaded once, at start-up)."""
+    started = time.perf_counter()
+    model, processor = build_model(), ImageProcessor()
+    products = load_catalog(catalog)
+    matrix = catalog_matrix(model, processor, products, embeddings_cache, random_catalog_vectors)
+    log.info("ready: %d products, matrix %s, %.1f s", len(products), matrix.shape, time.perf_counter() - started)
+    return Matcher(model, processor, products, matrix)
+
+
 def create_app(
     catalog: Path,
     embeddings_cache: Path | None = None,
@@ -195,18 +205,15 @@ def create_app(
     handler: str = "async",
     log_file: Path | None = None,
 ) -> FastAPI:
-    """The MVP app; the model and the catalog load once, at startup."""
+    """The MVP app; the model and the catalog load once, at startup. HANDLER: "async" or "sync" (see above)."""
+    if handler not in ("async", "sync"):
+        raise ValueError(f"handler must be 'async' or 'sync', not {handler!r}")
     state: dict[str, Any] = {}
     query_log = QueryLog(log_file)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        model, processor = build_model(), ImageProcessor()
-        products = load_catalog(catalog)
-        matrix = catalog_matrix(model, processor, products, embeddings_cache, random_catalog_vectors)
-        state["matcher"] = Matcher(model, processor, products, matrix)
-        log.info("ready: %d products, matrix %s, %.1f s", len(products), matrix.shape, time.perf_counter() - started)
+        state["matcher"] = load_matcher(catalog, embeddings_cache, random_catalog_vectors)
         yield
 
     app = FastAPI(title="MVP product matcher", lifespan=lifespan)
@@ -225,14 +232,11 @@ def create_app(
         async def match_image_async(file: UploadFile = File(...), top_k: int = 5) -> dict[str, Any]:
             return answer(await file.read(), top_k)  # the model runs on the event loop: one request at a time
 
-    elif handler == "sync":
+    else:
 
         @app.post("/match-image")
         def match_image_sync(file: UploadFile = File(...), top_k: int = 5) -> dict[str, Any]:
             return answer(file.file.read(), top_k)  # FastAPI runs this in its thread pool
-
-    else:
-        raise ValueError(f"handler must be 'async' or 'sync', not {handler!r}")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
