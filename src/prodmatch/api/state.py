@@ -212,7 +212,9 @@ class AppState:
 
     async def _embed_image(self, opened: OpenCatalog, data: bytes, timings: Timings) -> np.ndarray:
         key = image_key(data)
-        if (cached := self._cached(key)) is not None:
+        with timings.stage("cache"):
+            cached = self._cached(key)
+        if cached is not None:
             return cached
         pixels = await self.run(self._pixels, opened.catalog, data, timings)  # decode + resize on a worker
         with timings.stage("model"):  # includes the wait for the batch's other queries and the model thread
@@ -223,7 +225,9 @@ class AppState:
     async def _embed_text(self, opened: OpenCatalog, text: str, timings: Timings) -> np.ndarray:
         check_text(text, self.settings.serve.max_text_chars)
         key = text_key(text)
-        if (cached := self._cached(key)) is not None:
+        with timings.stage("cache"):
+            cached = self._cached(key)
+        if cached is not None:
             return cached
         with timings.stage("model"):
             vector = await self._in_time(opened.text_batcher.embed(text))

@@ -25,8 +25,9 @@ from prodmatch.stores.records import QueryLogEntry
 
 LOGGED_MATCHES = 10
 # The stages a query's time is split into (MatchAnswer.timings, the API's prodmatch_stage_seconds histogram).
-# search includes reading the matched products' rows (the join); decide includes the keywords.
-STAGES = ("decode", "preprocess", "model", "search", "decide", "log")
+# cache: the query-embedding cache lookup (the API's; a hit skips decode, preprocess and model); search includes
+# reading the matched products' rows (the join); decide includes the keywords.
+STAGES = ("cache", "decode", "preprocess", "model", "search", "decide", "log")
 
 
 class Timings:
