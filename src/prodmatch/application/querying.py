@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,16 +34,17 @@ class Timings:
     """Milliseconds per stage of one query. perf_counter pairs cost well under a microsecond, so every query is
     timed; the answer shows them only when asked (MatchQuery.profile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.ms: dict[str, float] = {}
+        self._clock = clock  # wall time; a benchmark on a busy machine may pass time.process_time (CPU seconds)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started = self._clock()
         try:
             yield
         finally:
-            self.add(name, (time.perf_counter() - started) * 1000)
+            self.add(name, (self._clock() - started) * 1000)
 
     def add(self, name: str, ms: float) -> None:
         self.ms[name] = self.ms.get(name, 0.0) + ms
@@ -134,9 +135,9 @@ class Matcher:
             check_text(query.text, self.max_text_chars)
         self.catalog.matcher.check_query(query.top_k, query.filters)
 
-    def match(self, query: MatchQuery) -> MatchAnswer:
-        """The whole use case in this process: check, decode and embed, then answer."""
-        started, timings = time.perf_counter(), Timings()
+    def match(self, query: MatchQuery, timings: Timings | None = None) -> MatchAnswer:
+        """The whole use case in this process: check, decode and embed, then answer (stages timed in TIMINGS)."""
+        started, timings = time.perf_counter(), timings or Timings()
         self.check(query)
         embedder = self.catalog.embedder()
         image = text = None
