@@ -140,6 +140,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", default="int8", help="prodmatch bundle precision")
     parser.add_argument("--prodmatch", help="prodmatch CLI command [default: beside this Python, or on PATH]")
     parser.add_argument("--workers", type=int, default=1, help="prodmatch serve --workers")
+    parser.add_argument("--mvp-threads", type=int, help="MVP torch threads [default: torch's own, one per core]")
     parser.add_argument("--mvp-port", type=int, default=8311)
     parser.add_argument("--prodmatch-port", type=int, default=8312)
     handlers = ["async", "sync"]
@@ -185,6 +186,8 @@ def servers(
     mvp_command = [sys.executable, "-m", "prodmatch.bench.mvp.service", "--catalog", str(catalog_jsonl)]
     mvp_command += ["--port", str(args.mvp_port), "--handler", args.mvp_handler]
     mvp_command += ["--log-file", str(logs / f"mvp-queries-{stamp}.jsonl")]
+    if args.mvp_threads:
+        mvp_command += ["--threads", str(args.mvp_threads)]
     if args.mvp_embed_catalog:
         mvp_command += ["--embeddings-cache", str(work / f"mvp-embeddings-{args.products}.npy")]
     else:
@@ -274,7 +277,12 @@ def main() -> None:
         "requests_per_level": args.requests,
         "warmup_per_level": args.warmup,
         "rounds": args.rounds,
-        "mvp": {"handler": args.mvp_handler, "random_catalog_vectors": not args.mvp_embed_catalog, "levels": mvp},
+        "mvp": {
+            "handler": args.mvp_handler,
+            "threads": args.mvp_threads,
+            "random_catalog_vectors": not args.mvp_embed_catalog,
+            "levels": mvp,
+        },
         "prodmatch": {"model": args.model, "precision": args.precision, "workers": args.workers, "levels": prodmatch},
         "ratios": ratios(mvp, prodmatch),
         "raw_rounds": rounds,

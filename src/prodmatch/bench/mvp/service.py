@@ -259,7 +259,10 @@ def main() -> None:
     )
     parser.add_argument("--handler", choices=["async", "sync"], default="async", help="route style (see above)")
     parser.add_argument("--log-file", type=Path, help="append one JSON line per query here (the seed's logs.jsonl)")
+    parser.add_argument("--threads", type=int, help="torch threads [default: torch's, one per core]")
     args = parser.parse_args()
+    if args.threads:  # one thread: a forward pass's CPU cost that other processes on the machine barely inflate
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(args.catalog, args.embeddings_cache, args.random_catalog_vectors, args.handler, args.log_file)
     uvicorn.run(app, host=args.host, port=args.port, workers=1)  # uvicorn defaults: info, access log on
