@@ -74,10 +74,12 @@ def _serve_settings(
             "workers": workers or settings.serve.workers,
         }
     )
-    matching = settings.matching
+    matching, runtime = settings.matching, settings.runtime
     if serve.workers > 1:  # a learned photo would change one worker's copy of the index only
         matching = matching.model_copy(update={"learn_from_feedback": False})
-    return settings.model_copy(update={"serve": serve, "matching": matching})
+    if serve.workers > 1 and runtime.intra_op_threads is None:  # N models with all cores each would oversubscribe
+        runtime = runtime.model_copy(update={"intra_op_threads": max(1, (os.cpu_count() or 1) // serve.workers)})
+    return settings.model_copy(update={"serve": serve, "matching": matching, "runtime": runtime})
 
 
 def _check_catalog(settings: Settings) -> None:
