@@ -129,8 +129,11 @@ class ServeSettings(BaseModel):
     rate_per_s: float = Field(50.0, ge=0)
     rate_burst: int = Field(100, ge=1)
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from a browser")
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_json: bool = True
+    # Drop-in routes for clients written against the designs prodmatch replaces (README, "Coming from ..."): off, so
+    # the documented API stays /v1/... unless a deployment asks for them.
+    compat_routes: bool = False
 
 
 class Settings(BaseSettings):

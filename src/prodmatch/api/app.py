@@ -15,7 +15,7 @@ from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
 from prodmatch.api.metrics import Metrics
 from prodmatch.api.observability import RequestContext
-from prodmatch.api.routes import feedback, health, match, products, ui
+from prodmatch.api.routes import compat, feedback, health, match, products, ui
 from prodmatch.api.state import AppState
 from prodmatch.composition import EmbedderFactory
 from prodmatch.config import Settings
@@ -64,7 +64,10 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
         lifespan=lifespan,
         description="Match product photos and descriptions against a catalog.",
     )
-    routers = (health.router, match.router, feedback.router, products.router, products.facets_router, ui.router)
+    routers = [health.router, match.router, feedback.router, products.router, products.facets_router, ui.router]
+    if settings.serve.compat_routes:  # the seed designs' routes, for their existing clients (README)
+        routers += [compat.router, compat.detail_router]
+        app.add_exception_handler(compat.JsonTooLarge, compat.too_large)
     for router in routers:
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
@@ -82,8 +85,9 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
     return app
 
 
-# Routes that take a photo upload (multipart): everything else is JSON or has no body.
-_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/[^/]+$")
+# Routes that take a photo upload (multipart): everything else is JSON or has no body. /search (compat) takes a
+# photo or JSON: it checks a JSON body against the JSON limit itself.
+_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/[^/]+$|^/(match-product|match-image|search)$")
 
 
 def body_limits(settings: Settings) -> Callable[[str, str], int]:

@@ -25,6 +25,9 @@ def serve(
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth", help="listen beyond loopback without API keys (not recommended)")
     ] = False,
+    compat: Annotated[
+        bool, typer.Option("--compat", help="also serve the seed designs' routes (/match-product, /search, ...)")
+    ] = False,
     workers: Annotated[
         int | None,
         typer.Option(min=1, help="server processes sharing the catalog read-only (catalog writes need 1) [default: 1]"),
@@ -39,7 +42,7 @@ def serve(
     except ImportError as exc:
         hint = f"serving needs the serve extra: pip install 'prodmatch[serve]' (missing {exc.name})"
         raise ModelUnavailableError(hint) from exc
-    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth, workers)
+    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth, compat, workers)
     serve = settings.serve
     err.print(
         f"[cyan]serving the {settings.location().describe()} on {serve.host}:{serve.port}, {serve.workers} worker(s)"
@@ -64,13 +67,19 @@ def serve(
 
 
 def _serve_settings(
-    settings: Settings, host: str | None, port: int | None, insecure: bool, workers: int | None = None
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    compat: bool = False,
+    workers: int | None = None,
 ) -> Settings:
     serve = settings.serve.model_copy(
         update={
             "host": host or settings.serve.host,
             "port": port or settings.serve.port,
             "insecure_no_auth": insecure or settings.serve.insecure_no_auth,
+            "compat_routes": compat or settings.serve.compat_routes,
             "workers": workers or settings.serve.workers,
         }
     )
