@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
 
 from prodmatch.api.deps import Filters, State, TopK, allow
 from prodmatch.api.observability import request_id_of
@@ -18,11 +19,13 @@ MinScore = Annotated[float | None, Query(description="drop matches scoring below
 ShowTimings = Annotated[bool, Query(alias="timings", description="add milliseconds per stage to the answer")]
 
 
-# response_model_exclude_unset: `timings` appears only when asked; the answer's dict sets every other field.
-async def respond(state: State, request: Request, query: MatchQuery, timings: bool) -> MatchResponse:
+async def respond(state: State, request: Request, query: MatchQuery, timings: bool) -> Response:
+    """The answer as MatchResponse's JSON, with `timings` only when asked (returned as a ready response, so
+    FastAPI does not validate and serialise it a second time)."""
     query.request_id, query.profile = request_id_of(request.scope), timings
     answer = await state.match(query)
-    return MatchResponse.model_validate(answer.as_dict())
+    response = MatchResponse.model_validate(answer.as_dict())
+    return JSONResponse(response.model_dump(mode="json", exclude=None if timings else {"timings"}))
 
 
 async def read_upload(upload: UploadFile) -> bytes:
@@ -32,7 +35,7 @@ async def read_upload(upload: UploadFile) -> bytes:
     return data
 
 
-@router.post("/image", response_model=MatchResponse, response_model_exclude_unset=True)
+@router.post("/image", response_model=MatchResponse)
 async def match_image(
     state: State,
     request: Request,
@@ -41,21 +44,21 @@ async def match_image(
     top_k: TopK = 10,
     min_score: MinScore = None,
     timings: ShowTimings = False,
-) -> MatchResponse:
+) -> Response:
     """Products matching a photo."""
     query = MatchQuery(image=await read_upload(image), top_k=top_k, filters=filters, min_score=min_score)
     return await respond(state, request, query, timings)
 
 
-@router.post("/text", response_model=MatchResponse, response_model_exclude_unset=True)
-async def match_text(state: State, request: Request, body: TextQuery, timings: ShowTimings = False) -> MatchResponse:
+@router.post("/text", response_model=MatchResponse)
+async def match_text(state: State, request: Request, body: TextQuery, timings: ShowTimings = False) -> Response:
     """Products matching a description."""
     filters = parse_filters(body.filters)
     query = MatchQuery(text=body.text, top_k=body.top_k, filters=filters, min_score=body.min_score)
     return await respond(state, request, query, timings)
 
 
-@router.post("", response_model=MatchResponse, response_model_exclude_unset=True)
+@router.post("", response_model=MatchResponse)
 async def match_both(
     state: State,
     request: Request,
@@ -66,7 +69,7 @@ async def match_both(
     top_k: TopK = 10,
     min_score: MinScore = None,
     timings: ShowTimings = False,
-) -> MatchResponse:
+) -> Response:
     """A photo and a text together: score = w * photo score + (1 - w) * text score, per candidate product."""
     query = MatchQuery(await read_upload(image), text, image_weight, top_k, filters, min_score)
     return await respond(state, request, query, timings)
