@@ -27,10 +27,11 @@ ORT_VERSION=$(.venv/bin/python -c "import onnxruntime; print(onnxruntime.__versi
 .venv-triton/bin/python -m pip --disable-pip-version-check -q install "nvidia-pytriton==0.7.0" "onnxruntime==$ORT_VERSION"
 
 # Debian packages the tests use: Chromium for the browser tests (Playwright's own browser download cannot work
-# offline) and docker-compose to validate docker-compose.yml (no Docker engine is needed for that).
+# offline), docker-compose to validate docker-compose.yml (no Docker engine is needed for that) and redis-server.
 missing=()
 command -v chromium >/dev/null 2>&1 || [ "${PRODMATCH_SKIP_CHROMIUM:-0}" = "1" ] || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)  # the shared query-cache tests
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

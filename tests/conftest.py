@@ -27,7 +27,7 @@ from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import create_embedder, ensure_bundle
 from tests.fakes import KNOWN_CALIBRATIONS, FakeEmbedders, make_fake_bundle
 from tests.samples import MYNTRA_COLUMNS
-from tests.servers import MongoWireServer, PostgresServer
+from tests.servers import MongoWireServer, PostgresServer, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -207,6 +207,13 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[MongoWireServer]:
     server = MongoWireServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
     yield server
     server.close()
 

@@ -4,6 +4,7 @@ PostgreSQL 16 with pgvector: the binaries the PyPI package `pgserver` ships (Deb
 pgvector). PostgreSQL refuses to run as root, so as root the cluster belongs to a system user made for it.
 MongoDB: no `mongod` installs here; `nx-27017` (PyPI) speaks MongoDB's wire protocol over SQLite and is what
 pymongo talks to in these tests.
+Redis: Debian's `redis-server` (scripts/setup.sh installs it), without persistence.
 Triton: the `tritonserver` binary that the PyPI package `nvidia-pytriton` ships (CPU; Python backend only).
 """
 
@@ -130,6 +131,30 @@ class MongoWireServer:
             self.stop()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class RedisServer:
+    """Debian's redis-server on a free loopback port, nothing written to disk."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server (scripts/setup.sh)")
+        self.port = free_port()
+        command = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(self.port, 30)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            self._process.wait(timeout=30)
+            self._process = None
 
 
 def _ensure_system_user(name: str) -> None:

@@ -115,6 +115,15 @@ def test_match_by_image_with_a_numeric_filter(electronics: Path, prodmatch: Prod
     assert table.code == 0 and "2 matches" in table.stdout and "Adidas Puffer Jacket" in table.stdout
 
 
+def test_match_profile_shows_milliseconds_per_stage(electronics: Path, prodmatch: Prodmatch) -> None:
+    photo = electronics.parent / "images" / "Adidas-1.jpg"
+    out = prodmatch("match", "--image", str(photo), "--profile", "--json").json()
+    assert list(out["timings"]) == ["decode", "preprocess", "model", "search", "decide", "log"]
+    printed = prodmatch("match", "--text", "sony headphones", "--profile")
+    assert printed.code == 0 and "ms per stage: model" in printed.stderr
+    assert "timings" not in prodmatch("match", "--text", "sony headphones", "--json").json()
+
+
 def test_products_stats_and_log_commands(electronics: Path, prodmatch: Prodmatch, fake_bundle: Bundle) -> None:
     listing = prodmatch("products", "list", "--filter", "brand=Sony", "--json").json()
     assert listing["total"] == 4 and {item["brand"] for item in listing["items"]} == {"Sony"}

@@ -124,6 +124,10 @@ class ServeSettings(BaseModel):
     # for a query that arrives to an idle model, so it is kept short.
     batch_wait_ms: float = Field(2.0, ge=0, description="longest a query waits for others to share its batch")
     cache_entries: int = Field(2048, ge=1, description="query embeddings kept (LRU)")
+    cache_ttl_s: float = Field(86400.0, gt=0, description="how long a query embedding stays in a Redis cache")
+    # Worker processes for `prodmatch serve` (each loads the model; they share the data dir, and the query
+    # embedding cache when cache_url is set).
+    workers: int = Field(1, ge=1)
     max_json_bytes: int = Field(64 * 1024, description="larger bodies on routes without uploads get 413")
     # A model call that takes longer fails the request (503 model_timeout) instead of holding a worker forever.
     model_timeout_s: float = Field(30.0, gt=0)
@@ -156,6 +160,9 @@ class Settings(BaseSettings):
     # runs the bundle's towers on a Triton server (README, "Triton").
     model_url: str | None = None
     models_dir: Path = Field(default_factory=_default_models_dir)
+    # The query-embedding cache the API uses. Unset: an LRU in each process. redis://HOST:6379/0: one Redis that
+    # every worker (and host) shares (the redis extra).
+    cache_url: str | None = None
     # Where CLIP weights come from: a Hugging Face hub id (uses the hub cache) or a local folder.
     clip_weights: str = "openai/clip-vit-base-patch32"
     runtime: RuntimeSettings = RuntimeSettings()

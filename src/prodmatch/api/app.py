@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,6 +20,26 @@ from prodmatch.api.state import AppState
 from prodmatch.composition import EmbedderFactory
 from prodmatch.config import Settings
 from prodmatch.models.factory import create_embedder
+
+# `prodmatch serve --workers N` hands each worker process the exact settings it was given (flags included) here.
+SETTINGS_ENV = "PRODMATCH_SERVE_SETTINGS_JSON"
+
+
+def serve_settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes create_app_from_environment build an app for SETTINGS in a worker process."""
+    return {SETTINGS_ENV: settings.model_dump_json()}
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app factory uvicorn's worker processes call (an import string: workers cannot be handed an app
+    object). model_validate_json bypasses the environment sources, so each worker runs with exactly the parent's
+    settings."""
+    from prodmatch.api.observability import configure_logging
+
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate_json(raw) if raw else Settings()
+    configure_logging(settings.serve.log_level, settings.serve.log_json)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, embedders: EmbedderFactory = create_embedder) -> FastAPI:

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 
 from prodmatch.api.state import AppState
 from prodmatch.application.keys import Scope
+from prodmatch.errors import PermissionDeniedError
 from prodmatch.matching.service import MAX_TOP_K
 from prodmatch.stores.filters import Filter, parse_filters
 
@@ -41,6 +42,17 @@ def allow(scope: Scope) -> Callable[[Request], Awaitable[None]]:
         await state.run(state.gate.admit, request, scope)
 
     return admit
+
+
+async def single_writer(request: Request) -> None:
+    """Catalog writes (products, learned photos) need one server process: each worker holds its own copy of the
+    vector index, which a write in one would leave stale in the others. 403 with several workers."""
+    state = get_raw_state(request)
+    if state.settings.serve.workers > 1:
+        raise PermissionDeniedError(
+            f"this server runs {state.settings.serve.workers} workers over a read-only catalog: change products "
+            f"with `prodmatch ingest` or a server started with --workers 1"
+        )
 
 
 State = Annotated[AppState, Depends(get_state)]

@@ -35,6 +35,9 @@ class MatchResponse(BaseModel):
     took_ms: float
     decision: DecisionOut | None = Field(description="null until the catalog has been calibrated")
     keywords: list[KeywordOut]
+    timings: dict[str, float] | None = Field(
+        None, description="milliseconds per stage (decode, preprocess, model, search, decide, log); with ?timings=1"
+    )
 
 
 class TextQuery(BaseModel):

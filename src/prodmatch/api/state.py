@@ -15,12 +15,12 @@ import numpy as np
 from prodmatch.api.access import Gate
 from prodmatch.api.limits import RateLimiter
 from prodmatch.api.metrics import Metrics
-from prodmatch.application.querying import MatchAnswer, Matcher, MatchQuery, check_text
+from prodmatch.application.querying import MatchAnswer, Matcher, MatchQuery, Timings, check_text
 from prodmatch.composition import Catalog, EmbedderFactory
 from prodmatch.config import LOOPBACK_HOSTS, Settings
 from prodmatch.errors import ModelServerUnavailableError, ModelTimeoutError, ProdmatchError, StoreUnavailableError
 from prodmatch.matching.batcher import MicroBatcher
-from prodmatch.matching.cache import EmbeddingCache, image_key, text_key
+from prodmatch.matching.cache import EmbeddingCache, QueryCache, create_cache, image_key, text_key
 from prodmatch.matching.query_log import QueryLog
 from prodmatch.stores.availability import unavailable_reason
 from prodmatch.stores.records import ApiKey
@@ -53,7 +53,8 @@ class AppState:
         self.settings = settings
         self.metrics = metrics
         self._embedders = embedders
-        self.cache = EmbeddingCache(settings.serve.cache_entries)
+        # Replaced once the catalog is open: a shared (Redis) cache is namespaced by the model's fingerprint.
+        self.cache: QueryCache = EmbeddingCache(settings.serve.cache_entries)
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._work_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
         self._open: OpenCatalog | None = None
@@ -115,6 +116,8 @@ class AppState:
 
     def _start(self, catalog: Catalog) -> OpenCatalog:
         embedder = catalog.embedder()
+        serve = self.settings.serve
+        self.cache = create_cache(self.settings.cache_url, serve.cache_entries, embedder.fingerprint, serve.cache_ttl_s)
         query_log = QueryLog(catalog.store)
         opened = OpenCatalog(
             catalog,
@@ -177,9 +180,11 @@ class AppState:
             await opened.image_batcher.stop()
             await opened.text_batcher.stop()
             opened.query_log.stop()
-            with opened.catalog.lock:
-                opened.catalog.save()
+            if self.settings.serve.workers == 1:  # several workers share a read-only catalog: none saves it
+                with opened.catalog.lock:
+                    opened.catalog.save()
             opened.catalog.close()
+        self.cache.close()
         self._model_thread.shutdown(wait=False)
         self._work_threads.shutdown(wait=False)
 
@@ -196,28 +201,36 @@ class AppState:
 
     async def match(self, query: MatchQuery) -> MatchAnswer:
         """The match use case, with the model's work micro-batched and cached."""
-        started = time.perf_counter()
+        started, timings = time.perf_counter(), Timings()
         opened = self._opened()
         await self.run(opened.matcher.check, query)
-        image = await self._embed_image(opened, query.image) if query.image is not None else None
-        text = await self._embed_text(opened, query.text) if query.text is not None else None
-        return await self.run(opened.matcher.answer, query, image, text, started)
+        image = await self._embed_image(opened, query.image, timings) if query.image is not None else None
+        text = await self._embed_text(opened, query.text, timings) if query.text is not None else None
+        answer = await self.run(opened.matcher.answer, query, image, text, started, timings)
+        self.metrics.observe_stages(answer.timings)
+        return answer
 
-    async def _embed_image(self, opened: OpenCatalog, data: bytes) -> np.ndarray:
+    async def _embed_image(self, opened: OpenCatalog, data: bytes, timings: Timings) -> np.ndarray:
         key = image_key(data)
-        if (cached := self._cached(key)) is not None:
+        with timings.stage("cache"):
+            cached = self._cached(key)
+        if cached is not None:
             return cached
-        pixels = await self.run(self._pixels, opened.catalog, data)  # decode + resize on a worker
-        vector = await self._in_time(opened.image_batcher.embed(pixels))
+        pixels = await self.run(self._pixels, opened.catalog, data, timings)  # decode + resize on a worker
+        with timings.stage("model"):  # includes the wait for the batch's other queries and the model thread
+            vector = await self._in_time(opened.image_batcher.embed(pixels))
         self.cache.put(key, vector)
         return vector
 
-    async def _embed_text(self, opened: OpenCatalog, text: str) -> np.ndarray:
+    async def _embed_text(self, opened: OpenCatalog, text: str, timings: Timings) -> np.ndarray:
         check_text(text, self.settings.serve.max_text_chars)
         key = text_key(text)
-        if (cached := self._cached(key)) is not None:
+        with timings.stage("cache"):
+            cached = self._cached(key)
+        if cached is not None:
             return cached
-        vector = await self._in_time(opened.text_batcher.embed(text))
+        with timings.stage("model"):
+            vector = await self._in_time(opened.text_batcher.embed(text))
         self.cache.put(key, vector)
         return vector
 
@@ -231,10 +244,15 @@ class AppState:
             raise ModelTimeoutError(f"the model did not answer within {limit:g} s; try again") from exc
 
     @staticmethod
-    def _pixels(catalog: Catalog, data: bytes) -> np.ndarray:
-        return catalog.embedder().pixels([catalog.decode(data)])
+    def _pixels(catalog: Catalog, data: bytes, timings: Timings) -> np.ndarray:
+        with timings.stage("decode"):
+            image = catalog.decode(data)
+        with timings.stage("preprocess"):
+            return catalog.embedder().pixels([image])
 
     def _cached(self, key: str) -> np.ndarray | None:
+        # On the event loop, even for Redis: a loopback GET is ~0.1 ms, less than a hop to a worker thread, and
+        # the client's 50 ms socket timeout bounds a slow one (then it is a miss).
         vector = self.cache.get(key)
         self.metrics.cache.labels("hit" if vector is not None else "miss").inc()
         return vector

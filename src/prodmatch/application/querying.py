@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,6 +24,33 @@ from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import QueryLogEntry
 
 LOGGED_MATCHES = 10
+# The stages a query's time is split into (MatchAnswer.timings, the API's prodmatch_stage_seconds histogram).
+# cache: the query-embedding cache lookup (the API's; a hit skips decode, preprocess and model); search includes
+# reading the matched products' rows (the join); decide includes the keywords.
+STAGES = ("cache", "decode", "preprocess", "model", "search", "decide", "log")
+
+
+class Timings:
+    """Milliseconds per stage of one query. perf_counter pairs cost well under a microsecond, so every query is
+    timed; the answer shows them only when asked (MatchQuery.profile)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.ms: dict[str, float] = {}
+        self._clock = clock  # wall time; a benchmark on a busy machine may pass time.process_time (CPU seconds)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.add(name, (self._clock() - started) * 1000)
+
+    def add(self, name: str, ms: float) -> None:
+        self.ms[name] = self.ms.get(name, 0.0) + ms
+
+    def rounded(self) -> dict[str, float]:
+        return {name: round(ms, 3) for name, ms in self.ms.items()}
 
 
 @dataclass
@@ -36,6 +64,7 @@ class MatchQuery:
     filters: Sequence[Filter] = ()
     min_score: float | None = None
     request_id: str = ""  # the HTTP request's id, kept in the query log beside the answer's
+    profile: bool = False  # return the per-stage timings with the answer
 
     @property
     def space(self) -> str:
@@ -58,15 +87,20 @@ class MatchAnswer:
     decision: Decision | None
     keywords: list[Keyword] = field(default_factory=list)
     query_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # names this answer, for feedback
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage (STAGES), always measured
+    show_timings: bool = False  # the query asked for them (MatchQuery.profile)
 
     def as_dict(self) -> dict[str, Any]:
-        """The documented JSON: query_id, matches, model, took_ms, decision, keywords."""
-        return {
+        """The documented JSON: query_id, matches, model, took_ms, decision, keywords (+ timings when asked)."""
+        body = {
             "query_id": self.query_id,
             **self.result.as_dict(),
             "decision": None if self.decision is None else self.decision.__dict__,
             "keywords": [keyword.__dict__ for keyword in self.keywords],
         }
+        if self.show_timings:
+            body["timings"] = self.timings
+        return body
 
 
 class QueryLogSink(Protocol):
@@ -101,29 +135,48 @@ class Matcher:
             check_text(query.text, self.max_text_chars)
         self.catalog.matcher.check_query(query.top_k, query.filters)
 
-    def match(self, query: MatchQuery) -> MatchAnswer:
-        """The whole use case in this process: check, decode and embed, then answer."""
-        started = time.perf_counter()
+    def match(self, query: MatchQuery, timings: Timings | None = None) -> MatchAnswer:
+        """The whole use case in this process: check, decode and embed, then answer (stages timed in TIMINGS)."""
+        started, timings = time.perf_counter(), timings or Timings()
         self.check(query)
         embedder = self.catalog.embedder()
-        image = embedder.embed_images([self.catalog.decode(query.image)])[0] if query.image is not None else None
-        text = embedder.embed_texts([query.text])[0] if query.text is not None else None
-        return self.answer(query, image, text, started)
+        image = text = None
+        if query.image is not None:
+            with timings.stage("decode"):
+                decoded = self.catalog.decode(query.image)
+            with timings.stage("preprocess"):
+                pixels = embedder.pixels([decoded])
+            with timings.stage("model"):
+                image = embedder.embed_pixels(pixels)[0]
+        if query.text is not None:
+            with timings.stage("model"):
+                text = embedder.embed_texts([query.text])[0]
+        return self.answer(query, image, text, started, timings)
 
     def answer(
-        self, query: MatchQuery, image: np.ndarray | None, text: np.ndarray | None, started: float
+        self,
+        query: MatchQuery,
+        image: np.ndarray | None,
+        text: np.ndarray | None,
+        started: float,
+        timings: Timings | None = None,
     ) -> MatchAnswer:
-        """Search with the embedded query, decide on the top hit, find keywords and log it."""
+        """Search with the embedded query, decide on the top hit, find keywords and log it. TIMINGS (the stages
+        before this one) gets search, decide and log added and goes with the answer."""
+        timings = timings or Timings()
         service = self.catalog.matcher
-        with self.catalog.lock:
+        with timings.stage("search"), self.catalog.lock:
             result = service.match_vectors(
                 image, text, query.top_k, query.filters, query.image_weight, started, words=query.text
             )
-        if query.min_score is not None:
-            result.matches = [m for m in result.matches if m.score >= query.min_score]
-        answer = MatchAnswer(result, service.decide(query.space, result))
-        answer.keywords = keywords([m.product for m in result.matches], self.catalog.facts.value_shares())
-        self.log.record(log_entry(query, answer, self._keep_photo(query)))
+        with timings.stage("decide"):
+            if query.min_score is not None:
+                result.matches = [m for m in result.matches if m.score >= query.min_score]
+            answer = MatchAnswer(result, service.decide(query.space, result))
+            answer.keywords = keywords([m.product for m in result.matches], self.catalog.facts.value_shares())
+        with timings.stage("log"):
+            self.log.record(log_entry(query, answer, self._keep_photo(query)))
+        answer.timings, answer.show_timings = timings.rounded(), query.profile
         return answer
 
     def _keep_photo(self, query: MatchQuery) -> str | None:

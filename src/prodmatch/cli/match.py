@@ -14,6 +14,7 @@ from prodmatch.cli.common import (
     FilterOption,
     JsonOption,
     configured_catalog,
+    err,
     out,
     print_json,
     table_rows,
@@ -30,11 +31,13 @@ def match(
     top_k: Annotated[int, typer.Option("--top-k", help="number of products")] = 10,
     filters: FilterOption = None,
     as_json: JsonOption = False,
+    profile: Annotated[bool, typer.Option("--profile", help="show milliseconds per stage (decode ... log)")] = False,
 ) -> None:
     """Find the catalog products matching a photo or a description."""
     if (image is None) == (text is None):
         raise typer.BadParameter("give exactly one of --image or --text")
     query = MatchQuery(image=_read(image) if image else None, text=text, top_k=top_k, filters=parse_filters(filters))
+    query.profile = profile
     with configured_catalog(ctx, data_dir) as catalog:
         catalog.warm()  # took_ms then measures the query, not loading the model
         matcher = Matcher(catalog, DirectQueryLog(catalog.store), catalog.settings.serve.max_text_chars)
@@ -43,6 +46,9 @@ def match(
         print_json(answer.as_dict())
         return
     _print_answer(answer)
+    if profile:
+        stages = "  ".join(f"{stage} {ms:.2f}" for stage, ms in answer.timings.items())
+        err.print(f"[dim]ms per stage: {stages}  (total {answer.result.took_ms:.2f})")
 
 
 def _read(path: Path) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -27,26 +28,51 @@ def serve(
     compat: Annotated[
         bool, typer.Option("--compat", help="also serve the seed designs' routes (/match-product, /search, ...)")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="server processes sharing the catalog read-only (catalog writes need 1) [default: 1]"),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) for a catalog."""
     try:
         import uvicorn
 
-        from prodmatch.api.app import create_app
+        from prodmatch.api.app import create_app, serve_settings_env
         from prodmatch.api.observability import configure_logging
     except ImportError as exc:
         hint = f"serving needs the serve extra: pip install 'prodmatch[serve]' (missing {exc.name})"
         raise ModelUnavailableError(hint) from exc
-    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth, compat)
-    err.print(f"[cyan]serving the {settings.location().describe()} on {settings.serve.host}:{settings.serve.port}")
+    settings = _serve_settings(settings_for(ctx, data_dir), host, port, insecure_no_auth, compat, workers)
+    serve = settings.serve
+    err.print(
+        f"[cyan]serving the {settings.location().describe()} on {serve.host}:{serve.port}, {serve.workers} worker(s)"
+    )
     _check_catalog(settings)
-    configure_logging(settings.serve.log_level, settings.serve.log_json)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.serve.host, port=settings.serve.port, access_log=False, log_config=None)
+    configure_logging(serve.log_level, serve.log_json)
+    if serve.workers == 1:
+        uvicorn.run(create_app(settings), host=serve.host, port=serve.port, access_log=False, log_config=None)
+        return
+    # Worker processes import the app factory by name and read the settings from the environment they inherit.
+    os.environ.update(serve_settings_env(settings))
+    factory = "prodmatch.api.app:create_app_from_environment"
+    uvicorn.run(
+        factory,
+        factory=True,
+        workers=serve.workers,
+        host=serve.host,
+        port=serve.port,
+        access_log=False,
+        log_config=None,
+    )
 
 
 def _serve_settings(
-    settings: Settings, host: str | None, port: int | None, insecure: bool, compat: bool = False
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    compat: bool = False,
+    workers: int | None = None,
 ) -> Settings:
     serve = settings.serve.model_copy(
         update={
@@ -54,9 +80,15 @@ def _serve_settings(
             "port": port or settings.serve.port,
             "insecure_no_auth": insecure or settings.serve.insecure_no_auth,
             "compat_routes": compat or settings.serve.compat_routes,
+            "workers": workers or settings.serve.workers,
         }
     )
-    return settings.model_copy(update={"serve": serve})
+    matching, runtime = settings.matching, settings.runtime
+    if serve.workers > 1:  # a learned photo would change one worker's copy of the index only
+        matching = matching.model_copy(update={"learn_from_feedback": False})
+    if serve.workers > 1 and runtime.intra_op_threads is None:  # N models with all cores each would oversubscribe
+        runtime = runtime.model_copy(update={"intra_op_threads": max(1, (os.cpu_count() or 1) // serve.workers)})
+    return settings.model_copy(update={"serve": serve, "matching": matching, "runtime": runtime})
 
 
 def _check_catalog(settings: Settings) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from prodmatch.api.deps import Filters, State, allow
+from prodmatch.api.deps import Filters, State, allow, single_writer
 from prodmatch.api.schemas import ProductOut, ProductPage
 from prodmatch.application.products import delete_product, get_product, upsert_product
 from prodmatch.errors import InvalidQueryError, NotFoundError
@@ -19,7 +19,7 @@ from prodmatch.stores.records import Product
 router = APIRouter(prefix="/v1/products", tags=["products"])
 facets_router = APIRouter(tags=["products"], dependencies=[Depends(allow("match"))])
 CanRead = [Depends(allow("match"))]
-CanWrite = [Depends(allow("admin"))]
+CanWrite = [Depends(allow("admin")), Depends(single_writer)]
 
 
 def product_out(product: Product) -> ProductOut:
