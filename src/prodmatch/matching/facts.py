@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 from cachetools import LRUCache
 
 from prodmatch.matching.decision import DECISION_KEY, Calibration, from_meta
@@ -25,6 +26,7 @@ _PAGE = 1000
 _MAX_VALUE_CHARS = 40  # longer text values are names or descriptions, not facets
 PRODUCTS_KEPT = 20_000
 OWNERS_KEPT = 500_000  # ~50 MB at most: a vector id and its product id per entry
+VECTORS_KEPT = 40_000  # products' vectors per space: ~80 MB at most for 512-d float32, one vector each
 
 
 class CatalogFacts:
@@ -38,6 +40,9 @@ class CatalogFacts:
         # Vector ids are never reused, so the product a vector id belongs to never changes: owners need no refresh
         # (a deleted vector is gone from the index, so its id is never asked about again).
         self._owners: LRUCache[int, str] = LRUCache(OWNERS_KEPT)
+        # The exact scores of a query's candidates need their stored vectors (several per product with several
+        # photos); popular products come back query after query.
+        self._vectors: LRUCache[tuple[str, str], np.ndarray] = LRUCache(VECTORS_KEPT)
         # The lexical index takes seconds to build for a large catalog: it is built outside _lock (other facts stay
         # readable meanwhile), one build at a time, and kept only if no refresh came while it was built.
         self._lexical_lock = threading.Lock()
@@ -48,6 +53,7 @@ class CatalogFacts:
         with self._lock:
             self._cached.clear()
             self._products.clear()
+            self._vectors.clear()
             self._generation += 1
 
     def products(self, ids: list[str]) -> dict[str, Product]:
@@ -73,6 +79,23 @@ class CatalogFacts:
                 self._owners.update(fetched)
             found.update(fetched)
         return found
+
+    def product_vectors(self, product_ids: list[str], space: str) -> dict[str, np.ndarray]:
+        """The stored vectors of each product among PRODUCT_IDS in SPACE, one row per vector (products without
+        vectors in SPACE are left out)."""
+        with self._lock:
+            cached = {pid: v for pid in product_ids if (v := self._vectors.get((space, pid))) is not None}
+        missing = [pid for pid in product_ids if pid not in cached]
+        if missing:
+            owners, vectors = self._store.product_vectors(missing, space)
+            fetched: dict[str, list[np.ndarray]] = {}
+            for owner, vector in zip(owners, vectors, strict=True):
+                fetched.setdefault(owner, []).append(vector)
+            stacked = {pid: np.stack(rows) for pid, rows in fetched.items()}
+            with self._lock:
+                self._vectors.update({(space, pid): rows for pid, rows in stacked.items()})
+            cached.update(stacked)
+        return cached
 
     def _get(self, name: str, compute: Callable[[], T]) -> T:
         with self._lock:

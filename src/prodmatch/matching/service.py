@@ -232,10 +232,17 @@ class MatchService:
         return fused
 
     def _exact_scores(self, query: np.ndarray, candidates: set[str], space: str) -> dict[str, float]:
-        owners, vectors = self.stores.store.product_vectors(sorted(candidates), space)
+        per_product = self.facts.product_vectors(sorted(candidates), space)
+        if not per_product:
+            return {}
+        owners = list(per_product)
+        scores = np.concatenate([per_product[owner] for owner in owners]) @ query
         best: dict[str, float] = {}
-        for owner, score in zip(owners, (vectors @ query).tolist() if len(owners) else [], strict=True):
-            best[owner] = max(score, best.get(owner, -np.inf))
+        start = 0
+        for owner in owners:  # a product scores as its best vector (its best photo)
+            count = len(per_product[owner])
+            best[owner] = float(scores[start : start + count].max())
+            start += count
         return best
 
     def check_query(self, top_k: int, filters: Sequence[Filter]) -> None:

@@ -245,12 +245,12 @@ class SqlMetadataStore(SqlActivity):
     def product_vectors(self, product_ids: Sequence[str], space: str) -> tuple[list[str], np.ndarray]:
         owners: list[str] = []
         blobs: list[bytes] = []
-        with self._session() as session:
+        with self.engine.connect() as connection:  # Core, not the ORM: this is on the query path
             for chunk in chunks(list(product_ids), _IN_CHUNK):
                 query = select(VectorRow.product_id, VectorRow.vector).where(
                     VectorRow.space == space, VectorRow.product_id.in_(chunk)
                 )
-                for row in session.execute(query):
+                for row in connection.execute(query):
                     owners.append(row.product_id)
                     blobs.append(row.vector)
         return owners, stack_vectors(blobs)
