@@ -107,6 +107,10 @@ def evaluate(
         return
     request = EvalRequest(catalog, columns, images_root, model, _SPACE_NAMES[queries], seed, holdout, difficulty)
     report = evaluate_catalog(settings, request, lambda m: err.print(f"[cyan]{m}"))
+    _print_catalog(report, holdout, as_json)
+
+
+def _print_catalog(report: dict[str, Any], holdout: float, as_json: bool) -> None:
     if as_json:
         print_json(report)
         return
@@ -117,7 +121,7 @@ def evaluate(
             f"{figures['false_match_rate_held_out']:.3f}"
         )
     rows = [[space, *_cells(m)] for space, m in report["metrics"].items()]
-    title = f"retrieval quality · {report['model']} · {report['products']} products · {difficulty} alterations"
+    title = f"retrieval quality · {report['model']} · {report['products']} products · {report['difficulty']} photos"
     table_rows(title, _HEADER, rows)
 
 
