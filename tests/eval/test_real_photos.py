@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import csv
+import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from prodmatch.catalog.ingest import ColumnOptions
+from prodmatch.cli import app
+from prodmatch.composition import open_catalog
 from prodmatch.config import Settings
+from prodmatch.eval import real_photos
 from prodmatch.eval.real_photos import (
     PhotoEvalRequest,
     QueryPhoto,
@@ -22,6 +28,7 @@ from prodmatch.eval.real_photos import (
 from prodmatch.eval.views import views_split
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.records import Product
+from tests.fakes import FakeEmbedders
 
 KINDS = {"Packages": 4, "Fruit": 3, "Vegetables": 3}  # the grocery-dev subset: 10 of its 30 products
 
@@ -120,3 +127,20 @@ def test_two_confirmed_photos_per_product_improve_recall(grocery_report: tuple[d
     # measured 0.762 -> 0.833 on this subset (the whole of grocery-dev: 0.361 -> 0.674); +0.05 is 2 photos of 42
     assert after["recall@1"] >= before["recall@1"] + 0.05, (before["recall@1"], after["recall@1"])
     assert after["mrr"] > before["mrr"]
+
+
+def test_cli_views_report_real_photo_figures(
+    shared_data: Path, fake_bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the fake model stands in for a real one: eval's one way of opening a catalog is given the fake's factory
+    monkeypatch.setattr(real_photos, "open_catalog", functools.partial(open_catalog, embedders=FakeEmbedders()))
+    monkeypatch.chdir(tmp_path)
+    folder = shared_data / "deepfashion-views" / "images"
+    args = ["eval", str(folder), "--views", r"id_(\d+)", "--holdout", "0", "--model", str(fake_bundle.folder)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["products"], report["photos"]["evaluated"], report["zero_shot"]["n"]) == (4, 10, 10)
+    assert 0.0 <= report["zero_shot"]["recall@1"] <= report["zero_shot"]["recall@5"] == 1.0  # 4 products: all in top 5
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "zero_shot" in table.stdout and not list(tmp_path.iterdir())
