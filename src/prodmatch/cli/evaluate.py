@@ -41,6 +41,8 @@ QueriesFile = Annotated[
     Path | None,
     typer.Option(
         "--queries-file",
+        exists=True,
+        dir_okay=False,
         help="CSV of real customer photos: product id and photo path per row (columns id,image; paths relative to "
         "the CSV); evaluates them instead of altered catalog photos",
     ),
