@@ -82,9 +82,9 @@ def grocery_subset(grocery: Path, folder: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows({**row, "image": str(grocery / row["image"])} for row in chosen)
     with (folder / "queries.csv").open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["id", "image"])
-        writer.writerows([p.product_id, str(p.path)] for p in read_query_photos(grocery / "queries.csv")
+        plain = csv.writer(out)
+        plain.writerow(["id", "image"])
+        plain.writerows([p.product_id, str(p.path)] for p in read_query_photos(grocery / "queries.csv")
                          if p.product_id in ids)  # fmt: skip
     return folder / "catalog.csv", folder / "queries.csv"
 
