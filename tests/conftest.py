@@ -48,7 +48,9 @@ def _forget_prodmatch_settings() -> None:
 _forget_prodmatch_settings()
 
 # Fixtures that export (first run) and load real model bundles: whoever uses one is in the slow tier.
-REAL_MODEL_FIXTURES = frozenset({"offline_bundle", "clip_random_bundle", "offline_embedder", "triton_repository"})
+REAL_MODEL_FIXTURES = frozenset(
+    {"offline_bundle", "lite1_bundle", "clip_random_bundle", "offline_embedder", "triton_repository"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,6 +111,11 @@ def settings(base_settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def offline_bundle(base_settings: Settings) -> Bundle:
     return ensure_bundle("offline-effnet-minilm", base_settings, "fp32")
+
+
+@pytest.fixture(scope="session")
+def lite1_bundle(base_settings: Settings) -> Bundle:
+    return ensure_bundle("offline-effnet-lite1-minilm", base_settings, "fp32")
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,17 @@ from prodmatch.models.registry import get_spec, load_registry
 
 def test_registry_is_data_with_preprocessing() -> None:
     registry = load_registry()
-    assert set(registry) == {"clip-vit-b-32", "clip-vit-b-32-random", "offline-effnet-minilm"}
+    assert set(registry) == {
+        "clip-vit-b-32",
+        "clip-vit-b-32-random",
+        "offline-effnet-minilm",
+        "offline-effnet-lite1-minilm",
+    }
     assert registry["clip-vit-b-32"].image.preprocess.interpolation == "bicubic"
     assert not registry["clip-vit-b-32-random"].for_matching and registry["clip-vit-b-32"].for_matching
     assert not registry["offline-effnet-minilm"].shared_space
-    with pytest.raises(ValueError, match="known models: clip-vit-b-32, clip-vit-b-32-random, offline-effnet-minilm"):
+    known = "known models: clip-vit-b-32, clip-vit-b-32-random, offline-effnet-lite1-minilm, offline-effnet-minilm"
+    with pytest.raises(ValueError, match=known):
         get_spec("resnet")
 
 

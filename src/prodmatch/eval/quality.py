@@ -3,10 +3,12 @@
 A query is correct when a returned product is the source product or a duplicate listing of it: a product
 whose image is byte-identical, or the same photo saved as another file (re-encoded; detected at ingest, see
 catalog.ingest). The figures counting byte-identical duplicates only are reported beside them.
-Image queries: each product's first image altered as a customer photo (matching.alterations). Text queries: the
-product's short categorical attribute values (e.g. colour, type, gender) plus a random half of the words of its
-name, in order (matching.simulation), searched with their words (hybrid); the text section adds colour + type
-precision and name Recall@1 per text search variant (eval.text_precision).
+Image queries: each product's first image altered as a customer photo, hard (matching.hard_alterations, the
+default) or easy (matching.alterations); see eval.queries. Text queries: the product's short categorical attribute
+values (e.g. colour, type, gender) plus a random half of the words of its name, in order (matching.simulation),
+searched with their words (hybrid); the text section adds colour + type precision and name Recall@1 per text
+search variant (eval.text_precision). Real customer photos with their product ids are evaluated by
+eval.real_photos instead.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from prodmatch.application.ingesting import calibrate
 from prodmatch.catalog.ingest import ColumnOptions
 from prodmatch.composition import Catalog, open_catalog
 from prodmatch.config import CatalogLocation, Settings
+from prodmatch.eval.queries import DEFAULT_DIFFICULTY, eval_queries, eval_words
 from prodmatch.eval.text_precision import text_precision
 from prodmatch.matching.decision import decide, margin_of
 from prodmatch.matching.facts import group_map
 from prodmatch.matching.service import DECISION_DEPTH, rank
-from prodmatch.matching.simulation import SPACES, build_queries, query_words
+from prodmatch.matching.simulation import SPACES
 from prodmatch.stores.records import Product
 
 RANK_DEPTH = 10
@@ -35,7 +38,8 @@ RANK_DEPTH = 10
 
 @dataclass(frozen=True)
 class EvalRequest:
-    """What to evaluate: a catalog file, its columns, the model, which query spaces, the seed and the holdout."""
+    """What to evaluate: a catalog file, its columns, the model, which query spaces, the seed, the holdout and how
+    hard the altered photos are (eval.queries.DIFFICULTIES)."""
 
     catalog: Path
     columns: ColumnOptions
@@ -44,6 +48,7 @@ class EvalRequest:
     spaces: Sequence[str] = SPACES
     seed: int = 0
     holdout: float = 0.2
+    difficulty: str = DEFAULT_DIFFICULTY
 
 
 def evaluate_catalog(
@@ -62,14 +67,13 @@ def evaluate_catalog(
             products = catalog.store.page(0, catalog.store.count())
             groups = group_map(catalog.store.duplicate_groups(include_near=True))
             strict = group_map(catalog.store.duplicate_groups(include_near=False))
-            metrics = {
-                space: _retrieval(catalog, space, products, groups, strict, request.seed) for space in request.spaces
-            }
+            metrics = {space: _retrieval(catalog, space, products, groups, strict, request) for space in request.spaces}
             if "text" in metrics:  # before the holdout deletes products: the whole catalog answers
                 metrics["text"]["precision"] = text_precision(catalog, request.seed)
             decisions = decision_metrics(catalog, products, request) if request.holdout else {}
             return {
                 "model": catalog.record.name,
+                "difficulty": request.difficulty,
                 "products": len(products),
                 "rejected": len(ingest.rejected),
                 "duplicate_groups": len(set(map(frozenset, groups.values()))),
@@ -84,11 +88,11 @@ def _retrieval(
     products: list[Product],
     groups: dict[str, set[str]],
     strict: dict[str, set[str]],
-    seed: int,
+    request: EvalRequest,
 ) -> dict[str, Any]:
     service = catalog.matcher
-    asked, vectors = build_queries(catalog.embedder(), space, products, seed)
-    words = query_words(space, products, seed)
+    asked, vectors = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
+    words = eval_words(space, products, request.seed)
     rankings = [
         [pid for pid, _ in rank(service.query_scores(space, vector, RANK_DEPTH, words=text), RANK_DEPTH)]
         for vector, text in zip(vectors, words, strict=True)
@@ -137,15 +141,20 @@ def decision_metrics(catalog: Catalog, products: list[Product], request: EvalReq
         catalog.stores.delete(product_id)
     catalog.facts.refresh()
     calibrate(catalog)
-    return {space: _decide_all(catalog, space, products, held, groups, request.seed) for space in request.spaces}
+    return {space: _decide_all(catalog, space, products, held, groups, request) for space in request.spaces}
 
 
 def _decide_all(
-    catalog: Catalog, space: str, products: list[Product], held: set[str], groups: dict[str, set[str]], seed: int
+    catalog: Catalog,
+    space: str,
+    products: list[Product],
+    held: set[str],
+    groups: dict[str, set[str]],
+    request: EvalRequest,
 ) -> dict[str, float]:
     service = catalog.matcher
-    asked, vectors = build_queries(catalog.embedder(), space, products, seed)
-    words = query_words(space, products, seed)
+    asked, vectors = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
+    words = eval_words(space, products, request.seed)
     calibration = catalog.facts.calibrations().get(space)
     tally = {"right": 0, "wrong": 0, "missed": 0, "false": 0}
     for product, vector, text in zip(asked, vectors, words, strict=True):

