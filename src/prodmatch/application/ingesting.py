@@ -1,12 +1,17 @@
-"""Writing catalogs: ingest a catalog file, then recalibrate the decision when anything changed."""
+"""Writing catalogs: download a feed's image URLs, ingest a catalog file, then recalibrate the decision when
+anything changed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodmatch.catalog.download import DownloadOptions, DownloadSummary
+from prodmatch.catalog.download import ProgressCallback as DownloadProgress
+from prodmatch.catalog.feed import DownloadedImages, FeedFolder, download_catalog_images, download_options
 from prodmatch.catalog.ingest import ColumnOptions, IngestReport, ProgressCallback
 from prodmatch.composition import Catalog
+from prodmatch.config import Settings
 from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import Calibration
 
@@ -15,6 +20,21 @@ from prodmatch.matching.decision import Calibration
 class IngestOutcome:
     report: IngestReport
     calibrations: dict[str, Calibration] | None = field(default=None)  # None: nothing changed, not recalibrated
+    download: DownloadSummary | None = None  # None: the catalog lists no image URL
+
+
+def download_images(
+    settings: Settings,
+    folder: Path,
+    path: Path,
+    columns: ColumnOptions,
+    allow_hosts: list[str] | None = None,
+    on_progress: DownloadProgress | None = None,
+) -> DownloadSummary | None:
+    """Download the image URLs of the catalog file at PATH into the catalog folder FOLDER (resumable: a rerun
+    fetches only what is missing or failed transiently). None when the catalog lists no URL."""
+    options = download_options(settings.download, allow_hosts)
+    return download_catalog_images(path, columns, FeedFolder(folder), options, on_progress)
 
 
 def ingest_file(
@@ -23,12 +43,26 @@ def ingest_file(
     columns: ColumnOptions,
     images_root: Path | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    download: DownloadOptions | None = None,
+    download_progress: DownloadProgress | None = None,
 ) -> IngestOutcome:
-    """Add or update the products of the catalog file at PATH; recalibrate when products were added or changed."""
-    with catalog.lock:
-        report = catalog.ingester().ingest_file(path, columns, images_root, progress)
-        catalog.facts.refresh()
-    outcome = IngestOutcome(report)
+    """Add or update the products of the catalog file at PATH; recalibrate when products were added or changed.
+
+    Image URLs are downloaded first (DOWNLOAD: the options, else the catalog's settings); a row whose image could
+    not be downloaded or was refused is rejected with the reason."""
+    feed = FeedFolder(catalog.location.folder)
+    options = download or download_options(catalog.settings.download)
+    # Outside the lock: a long download must not hold up the API's queries on the same catalog.
+    summary = download_catalog_images(path, columns, feed, options, download_progress)
+    downloaded = DownloadedImages(feed)
+    try:
+        with catalog.lock:
+            report = catalog.ingester().ingest_file(path, columns, images_root, progress, downloaded)
+            catalog.facts.refresh()
+    finally:
+        downloaded.close()
+    outcome = IngestOutcome(report, download=summary)
     if report.added or report.updated:
         outcome.calibrations = calibrate(catalog)
     return outcome

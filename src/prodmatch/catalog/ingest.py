@@ -9,7 +9,6 @@ next open. A re-run skips every product whose content hash is already stored, so
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +20,18 @@ import numpy as np
 from PIL import Image
 
 from prodmatch.batching import batched
-from prodmatch.catalog.readers import RawRow, read_catalog
-from prodmatch.catalog.schema import ColumnMapping, ImageResolver, ProductDraft, RowError, to_draft
+from prodmatch.catalog.download_safety import redact_url
+from prodmatch.catalog.readers import RawRow
+from prodmatch.catalog.schema import (
+    ColumnMapping,
+    ColumnOptions,
+    ImageResolver,
+    ProductDraft,
+    RowError,
+    detect_columns,
+    is_url,
+    to_draft,
+)
 from prodmatch.config import RuntimeSettings
 from prodmatch.errors import InvalidImageError
 from prodmatch.models.embedder import Embedder
@@ -31,7 +40,8 @@ from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.files import CatalogFiles
 from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
 
-_COLUMN_SAMPLE = 200
+__all__ = ["CatalogIngester", "ColumnOptions", "IngestReport", "ProgressCallback", "Rejection"]
+
 # Near-duplicate listings: an image is compared with its few nearest neighbours that score above the
 # cosine pre-filter; the pair is the same photo when their 16x16 RGB thumbnails differ by at most
 # SIGNATURE_MAX_DIFFERENCE levels (of 255) on average. On myntra-dev, re-encoded copies of one photo
@@ -39,14 +49,6 @@ _COLUMN_SAMPLE = 200
 NEAR_DUPLICATE_NEIGHBOURS = 6
 NEAR_DUPLICATE_MIN_COSINE = 0.95
 SIGNATURE_MAX_DIFFERENCE = 1.5
-
-
-@dataclass
-class ColumnOptions:
-    id_col: str | None = None
-    name_col: str | None = None
-    image_col: str | None = None
-    text_cols: list[str] | None = None
 
 
 @dataclass
@@ -110,15 +112,15 @@ class CatalogIngester:
         columns: ColumnOptions,
         images_root: Path | None = None,
         progress: ProgressCallback | None = None,
+        downloaded: Callable[[str], Path] | None = None,
     ) -> IngestReport:
-        """Read CATALOG and ingest every valid row; invalid rows are reported, never fatal."""
-        rows = read_catalog(catalog)
-        sample = list(itertools.islice(rows, _COLUMN_SAMPLE))
-        if not sample:
+        """Read CATALOG (streamed) and ingest every valid row; invalid rows are reported, never fatal.
+        DOWNLOADED maps an image URL to its downloaded file (catalog.feed.DownloadedImages)."""
+        mapping, rows = detect_columns(catalog, columns)
+        if mapping is None:
             return IngestReport()  # an empty catalog is not an error: there is simply nothing to add
-        mapping = ColumnMapping.detect(_columns(sample), **asdict(columns))
-        resolver = ImageResolver(Path(catalog).resolve().parent, images_root)
-        return self.ingest_rows(itertools.chain(sample, rows), mapping, resolver, progress)
+        resolver = ImageResolver(Path(catalog).resolve().parent, images_root, downloaded)
+        return self.ingest_rows(rows, mapping, resolver, progress)
 
     def ingest_rows(
         self,
@@ -243,16 +245,18 @@ class CatalogIngester:
         except OSError as exc:
             report.rejected.append(Rejection(draft.line, draft.id, f"cannot read image: {exc}"))
             return None
-        unique: dict[str, tuple[str, bytes]] = {}  # sha256 -> (resolved path, bytes); a file listed twice counts once
-        for path, blob in zip(draft.image_paths, blobs, strict=True):
-            unique.setdefault(hashlib.sha256(blob).hexdigest(), (str(path.resolve()), blob))
-        images = [ImageRef(label, sha) for sha, (label, _blob) in unique.items()]
+        unique: dict[str, tuple[ImageRef, bytes]] = {}  # sha256 -> (image, bytes); a file listed twice counts once
+        for path, label, blob in zip(draft.image_paths, draft.image_labels, blobs, strict=True):
+            sha = hashlib.sha256(blob).hexdigest()
+            source = redact_url(label) if is_url(label) else None  # a feed URL stays the photo's source
+            unique.setdefault(sha, (ImageRef(str(path.resolve()), sha, source_url=source), blob))
+        images = [ref for ref, _blob in unique.values()]
         embed_hash = _digest(draft.text, *unique)
         content_hash = _digest(
             embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str), *draft.image_labels
         )
         product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
-        return _Prepared(draft, [blob for _label, blob in unique.values()], product)
+        return _Prepared(draft, [blob for _ref, blob in unique.values()], product)
 
     def _embed(self, items: list[_Prepared], report: IngestReport) -> list[ProductUpsert]:
         decoded = self._decode(items, report)
@@ -313,13 +317,6 @@ def _digest(*parts: str) -> str:
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def _columns(sample: list[RawRow]) -> list[str]:
-    columns: dict[str, None] = {}
-    for row in sample:
-        columns.update(dict.fromkeys(row.data))
-    return list(columns)
 
 
 def _id_of(row: RawRow, mapping: ColumnMapping) -> str | None:

@@ -334,7 +334,9 @@ def _signature(stored: str | bytes | None) -> bytes | None:
 
 
 def _to_product(doc: dict[str, Any]) -> Product:
-    images = [ImageRef(i["path"], i["sha256"], _signature(i.get("signature")), i.get("source_url")) for i in doc["images"]]
+    images = [
+        ImageRef(i["path"], i["sha256"], _signature(i.get("signature")), i.get("source_url")) for i in doc["images"]
+    ]
     return Product(
         doc["_id"], doc["name"], doc["text"], dict(doc["attributes"]), images, doc["content_hash"], doc["embed_hash"]
     )
