@@ -8,11 +8,12 @@ transiently. Ingest never fetches anything itself; it only looks URLs up in the 
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from prodmatch.catalog.download import DownloadOptions, DownloadSummary, ProgressCallback, download
-from prodmatch.catalog.download_manifest import Manifest, Status
+from prodmatch.catalog.download_manifest import ManifestRecord, Status
 from prodmatch.catalog.download_safety import redact_url, url_key
 from prodmatch.catalog.schema import ColumnOptions, RowError, detect_columns, image_values, is_url
 from prodmatch.config import DownloadSettings
@@ -77,14 +78,23 @@ def download_catalog_images(
 class DownloadedImages:
     """Resolves an image URL to its downloaded file through the manifest; RowError says why there is none.
 
-    Opened on the thread that resolves (SQLite connections stay on their thread); close() when done."""
+    Read-only, and usable from the ingest's read-ahead thread (one thread at a time); close() when done."""
 
     def __init__(self, feed: FeedFolder) -> None:
         self.feed = feed
-        self._manifest: Manifest | None = Manifest(feed.manifest) if feed.manifest.is_file() else None
+        self._db: sqlite3.Connection | None = None
+        if feed.manifest.is_file():
+            self._db = sqlite3.connect(f"file:{feed.manifest}?mode=ro", uri=True, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+
+    def record(self, url: str) -> ManifestRecord | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT * FROM downloads WHERE key = ?", (url_key(url),)).fetchone()
+        return None if row is None else ManifestRecord.from_row(row)
 
     def __call__(self, url: str) -> Path:
-        record = self._manifest.get(url_key(url)) if self._manifest else None
+        record = self.record(url)
         shown = redact_url(url)
         if record is None:
             raise RowError(f"image {shown} has not been downloaded (run prodmatch download)")
@@ -97,5 +107,5 @@ class DownloadedImages:
         return path
 
     def close(self) -> None:
-        if self._manifest is not None:
-            self._manifest.close()
+        if self._db is not None:
+            self._db.close()

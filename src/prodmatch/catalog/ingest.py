@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from prodmatch.batching import batched
 from prodmatch.catalog.download_safety import redact_url
+from prodmatch.catalog.pipeline import ReadAhead
 from prodmatch.catalog.readers import RawRow
 from prodmatch.catalog.schema import (
     ColumnMapping,
@@ -49,6 +51,9 @@ __all__ = ["CatalogIngester", "ColumnOptions", "IngestReport", "ProgressCallback
 NEAR_DUPLICATE_NEIGHBOURS = 6
 NEAR_DUPLICATE_MIN_COSINE = 0.95
 SIGNATURE_MAX_DIFFERENCE = 1.5
+# Pipeline bounds: batches read ahead of the model, and batches decoding while the model embeds another.
+READ_AHEAD = 2
+LOOKAHEAD = 1
 
 
 @dataclass
@@ -85,6 +90,41 @@ class _Prepared:
     product: Product
 
 
+@dataclass
+class _Batch:
+    rows: int  # catalog rows it came from, rejected ones included (for progress)
+    items: list[_Prepared]
+
+
+@dataclass
+class _Decoded:
+    """One image as the model and the store need it: preprocessed pixels (1xCxHxW) and its 16x16 signature."""
+
+    pixels: np.ndarray
+    signature: bytes
+
+
+@dataclass
+class _Decoding:
+    item: _Prepared
+    futures: list[Future[_Decoded]]
+
+
+@dataclass
+class _Pending:
+    """A batch between its start (decoding on the pool) and its finish (embedded and written)."""
+
+    rows: int
+    stored_ids: set[str]
+    upserts: list[ProductUpsert]  # metadata-only changes: stored vectors kept
+    decoding: list[_Decoding]
+
+    def cancel(self) -> None:
+        for entry in self.decoding:
+            for future in entry.futures:
+                future.cancel()
+
+
 class CatalogIngester:
     """Ingests rows into one catalog, BATCH_SIZE products per store transaction. The model is asked for only
     when something needs embedding (a re-run of an unchanged catalog never loads it)."""
@@ -104,7 +144,9 @@ class CatalogIngester:
         self.runtime = runtime
         self.batch_size = batch_size
         self.save_every = save_every
-        self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        # Decoding and resizing release the GIL, so threads use every core; the model's own threads share them.
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
+        self._batches = 0
 
     def ingest_file(
         self,
@@ -138,22 +180,64 @@ class CatalogIngester:
         report: IngestReport | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        """Embed and store validated products, batch by batch; rejections are added to REPORT."""
+        """Embed and store validated products, batch by batch; rejections are added to REPORT.
+
+        Three stages overlap: a read-ahead thread reads and hashes the next batches' image files; the decode pool
+        decodes and preprocesses batch N+1 while the model embeds batch N; then batch N is written. Store access
+        stays on this thread. Bounded: at most READ_AHEAD batches read and LOOKAHEAD + 1 decoding or embedding."""
         started = time.perf_counter()
         report = report or IngestReport()
+        in_flight: deque[_Pending] = deque()
         try:
-            for number, batch in enumerate(batched(drafts, self.batch_size)):
-                images = self._ingest_batch(batch, report)
-                report.images += images
-                if progress:
-                    progress(len(batch), images)
-                if (number + 1) % self.save_every == 0:
-                    self.stores.save()
+            with ReadAhead(self._read_batches(drafts, report), READ_AHEAD, "ingest-read") as batches:
+                for batch in batches:
+                    in_flight.append(self._start(batch, report))
+                    if len(in_flight) > LOOKAHEAD:
+                        self._finish(in_flight.popleft(), report, progress)
+                while in_flight:
+                    self._finish(in_flight.popleft(), report, progress)
         finally:
+            for pending in in_flight:  # interrupted: let the pool drop work nobody will collect
+                pending.cancel()
             self.stores.save()
             report.seconds = round(time.perf_counter() - started, 3)
+            report.rejected.sort(key=lambda rejection: rejection.line)  # stages add them in any order
         report.duplicate_groups = len(self.stores.store.duplicate_groups())
         return report
+
+    def _read_batches(self, drafts: Iterable[ProductDraft], report: IngestReport) -> Iterator[_Batch]:
+        for batch in batched(drafts, self.batch_size):
+            yield _Batch(len(batch), [p for p in (self._prepare(d, report) for d in batch) if p is not None])
+
+    def _start(self, batch: _Batch, report: IngestReport) -> _Pending:
+        """Decide what the batch needs (nothing, new metadata, new vectors) and start decoding what needs vectors."""
+        prepared = batch.items
+        stored = self.stores.store.hashes([p.product.id for p in prepared])
+        changed = [item for item in prepared if stored.get(item.product.id, ("", ""))[0] != item.product.content_hash]
+        report.unchanged += len(prepared) - len(changed)
+        self._carry_learned(changed)
+        kept = [i for i in changed if stored.get(i.product.id, ("", ""))[1] == i.product.embed_hash]
+        kept_ids = {item.product.id for item in kept}
+        to_embed = [item for item in changed if item.product.id not in kept_ids]
+        return _Pending(batch.rows, set(stored), [ProductUpsert(i.product, None) for i in kept], self._submit(to_embed))
+
+    def _finish(self, pending: _Pending, report: IngestReport, progress: ProgressCallback | None) -> None:
+        upserts = pending.upserts + self._embed(pending.decoding, report)
+        changes = self.stores.upsert(upserts)
+        if "image" in changes.added:
+            self._link_near_duplicates(*changes.added["image"])
+        for upsert in upserts:
+            if upsert.product.id in pending.stored_ids:
+                report.updated += 1
+            else:
+                report.added += 1
+        images = sum(len(u.product.images) for u in upserts if u.vectors is not None)
+        report.images += images
+        self._batches += 1
+        if self._batches % self.save_every == 0:
+            self.stores.save()
+        if progress:
+            progress(pending.rows, images)
 
     def _drafts(
         self, rows: Iterable[RawRow], mapping: ColumnMapping, resolver: ImageResolver, report: IngestReport
@@ -174,29 +258,6 @@ class CatalogIngester:
                 continue
             first_line[draft.id] = row.line
             yield draft
-
-    def _ingest_batch(self, drafts: list[ProductDraft], report: IngestReport) -> int:
-        prepared = [p for p in (self._prepare(d, report) for d in drafts) if p is not None]
-        stored = self.stores.store.hashes([p.product.id for p in prepared])
-        changed = [item for item in prepared if stored.get(item.product.id, ("", ""))[0] != item.product.content_hash]
-        report.unchanged += len(prepared) - len(changed)
-        self._carry_learned(changed)
-        upserts = [
-            ProductUpsert(i.product, None)
-            for i in changed
-            if stored.get(i.product.id, ("", ""))[1] == i.product.embed_hash
-        ]
-        kept = {upsert.product.id for upsert in upserts}
-        upserts += self._embed([item for item in changed if item.product.id not in kept], report)
-        changes = self.stores.upsert(upserts)
-        if "image" in changes.added:
-            self._link_near_duplicates(*changes.added["image"])
-        for upsert in upserts:
-            if upsert.product.id in stored:
-                report.updated += 1
-            else:
-                report.added += 1
-        return sum(len(u.product.images) for u in upserts if u.vectors is not None)
 
     def _carry_learned(self, items: list[_Prepared]) -> None:
         """A changed catalog row keeps the photos its product learned from feedback: they are not in the row."""
@@ -220,7 +281,7 @@ class CatalogIngester:
         draft = ProductDraft(0, product.id, product.name, product.text, [], [], product.attributes)
         blobs = [Path(ref.path).read_bytes() for ref in product.images[:-1]] + [blob]
         report = IngestReport()
-        upserts = self._embed([_Prepared(draft, blobs, product)], report)
+        upserts = self._embed(self._submit([_Prepared(draft, blobs, product)]), report)
         if report.rejected:
             raise InvalidImageError(report.rejected[0].reason)
         self.stores.upsert(upserts)
@@ -258,57 +319,60 @@ class CatalogIngester:
         product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
         return _Prepared(draft, [blob for _ref, blob in unique.values()], product)
 
-    def _embed(self, items: list[_Prepared], report: IngestReport) -> list[ProductUpsert]:
-        decoded = self._decode(items, report)
-        items = [item for item in items if item.draft.id in decoded]
+    def _submit(self, items: list[_Prepared]) -> list[_Decoding]:
+        """Start decoding ITEMS' images on the pool; the model is loaded here, only when something needs it."""
         if not items:
             return []
         embedder = self.embedder()
-        images = [image for item in items for image in decoded[item.draft.id]]
-        image_vectors = embedder.embed_images(images) if images else np.zeros((0, 1), np.float32)
-        texted = [item for item in items if item.product.text]
+        spec = embedder.manifest.image.preprocess
+        short_side = draft_side(spec) if self.runtime.jpeg_draft else None
+
+        def decode(ref: ImageRef, blob: bytes) -> _Decoded:
+            image = open_image(
+                blob, label=ref.path, max_pixels=self.runtime.max_image_pixels, draft_short_side=short_side
+            )
+            self.files.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
+            # The per-image step after decode: work on the full photo (local features for verification) goes here.
+            return _Decoded(embedder.pixels([image]), signature(image))
+
+        return [
+            _Decoding(
+                item,
+                [self._pool.submit(decode, r, b) for r, b in zip(item.product.images, item.image_bytes, strict=True)],
+            )
+            for item in items
+        ]
+
+    def _embed(self, decoding: list[_Decoding], report: IngestReport) -> list[ProductUpsert]:
+        """Wait for the decoded images (a bad image rejects its row), then embed images and texts in batches."""
+        ready: list[tuple[_Prepared, list[_Decoded]]] = []
+        for entry in decoding:
+            try:
+                ready.append((entry.item, [future.result() for future in entry.futures]))
+            except InvalidImageError as exc:
+                item = entry.item
+                report.rejected.append(Rejection(item.draft.line, item.draft.id, f"unusable image: {exc}"))
+        if not ready:
+            return []
+        embedder = self.embedder()
+        pixels = [image.pixels for _item, images in ready for image in images]
+        image_vectors = embedder.embed_pixels(np.concatenate(pixels)) if pixels else np.zeros((0, 1), np.float32)
+        texted = [item for item, _images in ready if item.product.text]
         text_vectors = embedder.embed_texts([item.product.text for item in texted]) if texted else None
         text_rows = {item.draft.id: row for row, item in enumerate(texted)}
         upserts, offset = [], 0
-        for item in items:
-            count = len(decoded[item.draft.id])
+        for item, images in ready:
             item.product.images = [
-                replace(ref, signature=signature(image))
-                for ref, image in zip(item.product.images, decoded[item.draft.id], strict=True)
+                replace(ref, signature=image.signature) for ref, image in zip(item.product.images, images, strict=True)
             ]
             shas = [ref.sha256 for ref in item.product.images]
-            vectors = [SpaceVectors("image", image_vectors[offset : offset + count], shas)] if count else []
-            offset += count
+            vectors = [SpaceVectors("image", image_vectors[offset : offset + len(images)], shas)] if images else []
+            offset += len(images)
             if text_vectors is not None and item.draft.id in text_rows:
                 row = text_rows[item.draft.id]
                 vectors.append(SpaceVectors("text", text_vectors[row : row + 1]))
             upserts.append(ProductUpsert(item.product, vectors))
         return upserts
-
-    def _decode(self, items: list[_Prepared], report: IngestReport) -> dict[str, list[Image.Image]]:
-        """Decode every image in parallel threads (PIL releases the GIL); a bad image rejects its row."""
-        runtime = self.runtime
-        short_side = draft_side(self.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
-
-        def decode(ref: ImageRef, blob: bytes) -> Image.Image:
-            image = open_image(blob, label=ref.path, max_pixels=runtime.max_image_pixels, draft_short_side=short_side)
-            self.files.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
-            return image
-
-        pending = {
-            item.draft.id: [
-                self._decode_pool.submit(decode, ref, blob)
-                for ref, blob in zip(item.product.images, item.image_bytes, strict=True)
-            ]
-            for item in items
-        }
-        decoded: dict[str, list[Image.Image]] = {}
-        for item in items:
-            try:
-                decoded[item.draft.id] = [future.result() for future in pending[item.draft.id]]
-            except InvalidImageError as exc:
-                report.rejected.append(Rejection(item.draft.line, item.draft.id, f"unusable image: {exc}"))
-        return decoded
 
 
 def _digest(*parts: str) -> str:
