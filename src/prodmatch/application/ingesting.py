@@ -10,10 +10,12 @@ from prodmatch.catalog.download import DownloadOptions, DownloadSummary
 from prodmatch.catalog.download import ProgressCallback as DownloadProgress
 from prodmatch.catalog.feed import DownloadedImages, FeedFolder, download_catalog_images, download_options
 from prodmatch.catalog.ingest import ColumnOptions, IngestReport, ProgressCallback
-from prodmatch.composition import Catalog
+from prodmatch.composition import Catalog, EmbedderFactory
 from prodmatch.config import Settings
+from prodmatch.errors import ProdmatchError
 from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import Calibration
+from prodmatch.models.factory import create_embedder
 
 
 @dataclass
@@ -66,6 +68,21 @@ def ingest_file(
     if report.added or report.updated:
         outcome.calibrations = calibrate(catalog)
     return outcome
+
+
+def engine_embedders(engine: str, ray_address: str | None = None, actors: int | None = None) -> EmbedderFactory:
+    """The model factory for an ingest ENGINE: "local" (in process) or "ray" (Ray actors, local or on the cluster
+    at RAY_ADDRESS). Ray is imported only here, when chosen."""
+    if engine == "local":
+        return create_embedder
+    if engine != "ray":
+        raise ProdmatchError(f"unknown engine {engine!r}; use local or ray")
+    try:
+        from prodmatch.catalog.ray_engine import RayEmbedders, start_ray
+    except ImportError as exc:  # the optional extra is not installed
+        raise ProdmatchError("the ray engine needs Ray: pip install 'prodmatch[ray]'") from exc
+    start_ray(ray_address)
+    return RayEmbedders(actors or 2)
 
 
 def calibrate(catalog: Catalog) -> dict[str, Calibration]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from prodmatch.application.ingesting import IngestOutcome, calibrate, ingest_file
+from prodmatch.application.ingesting import IngestOutcome, calibrate, engine_embedders, ingest_file
 from prodmatch.application.products import delete_product, get_product
 from prodmatch.catalog.feed import download_options
 from prodmatch.cli.common import (
@@ -51,6 +51,11 @@ def ingest(
     text_cols: TextCols = None,
     allow_host: AllowHostOption = None,
     metrics_file: MetricsFileOption = None,
+    engine: Annotated[str, typer.Option("--engine", help="where the model runs: local, or ray (Ray actors)")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT [default: a local Ray]")
+    ] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", min=1, help="model actors (one model each)")] = 2,
     as_json: JsonOption = False,
 ) -> None:
     """Add or update the products of CATALOG (idempotent; unchanged products are not re-embedded). Image URLs are
@@ -61,8 +66,9 @@ def ingest(
     columns = column_options(id_col, name_col, image_col, text_cols)
     announce = lambda message: err.print(f"[cyan]{message}")  # noqa: E731
     options = download_options(settings.download, allow_host)
+    embedders = engine_embedders(engine, ray_address, ray_actors)
     with (
-        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce) as opened,
+        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce, embedders=embedders) as opened,
         progress_display() as progress,
         download_feedback(progress, catalog.name, metrics_file) as fetched,
     ):
