@@ -15,7 +15,6 @@ from prodmatch.config import Settings
 from prodmatch.errors import ProdmatchError
 from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import Calibration
-from prodmatch.models.factory import create_embedder
 
 
 @dataclass
@@ -70,11 +69,11 @@ def ingest_file(
     return outcome
 
 
-def engine_embedders(engine: str, ray_address: str | None = None, actors: int | None = None) -> EmbedderFactory:
-    """The model factory for an ingest ENGINE: "local" (in process) or "ray" (Ray actors, local or on the cluster
-    at RAY_ADDRESS). Ray is imported only here, when chosen."""
+def engine_embedders(engine: str, ray_address: str | None = None, actors: int | None = None) -> EmbedderFactory | None:
+    """The model factory for an ingest ENGINE: None for "local" (the catalog's own, in process), Ray actors for
+    "ray" (a local Ray, or the cluster at RAY_ADDRESS). Ray is imported only here, when chosen."""
     if engine == "local":
-        return create_embedder
+        return None
     if engine != "ray":
         raise ProdmatchError(f"unknown engine {engine!r}; use local or ray")
     try:

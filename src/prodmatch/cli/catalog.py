@@ -67,8 +67,9 @@ def ingest(
     announce = lambda message: err.print(f"[cyan]{message}")  # noqa: E731
     options = download_options(settings.download, allow_host)
     embedders = engine_embedders(engine, ray_address, ray_actors)
+    engine_option = {} if embedders is None else {"embedders": embedders}
     with (
-        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce, embedders=embedders) as opened,
+        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce, **engine_option) as opened,
         progress_display() as progress,
         download_feedback(progress, catalog.name, metrics_file) as fetched,
     ):
