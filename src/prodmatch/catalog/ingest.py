@@ -22,7 +22,7 @@ import numpy as np
 
 from prodmatch.batching import batched
 from prodmatch.catalog.download_safety import redact_url
-from prodmatch.catalog.pipeline import ReadAhead
+from prodmatch.catalog.pipeline import ReadAhead, SerialWriter
 from prodmatch.catalog.readers import RawRow
 from prodmatch.catalog.schema import (
     ColumnMapping,
@@ -51,9 +51,7 @@ __all__ = ["CatalogIngester", "ColumnOptions", "IngestReport", "ProgressCallback
 NEAR_DUPLICATE_NEIGHBOURS = 6
 NEAR_DUPLICATE_MIN_COSINE = 0.95
 SIGNATURE_MAX_DIFFERENCE = 1.5
-# Pipeline bounds: batches read ahead of the model, and batches decoding while the model embeds another.
-READ_AHEAD = 2
-LOOKAHEAD = 1
+READ_AHEAD, LOOKAHEAD = 2, 1  # pipeline bounds: batches read ahead, batches decoding while the model embeds one
 
 
 @dataclass
@@ -120,9 +118,8 @@ class _Pending:
     decoding: list[_Decoding]
 
     def cancel(self) -> None:
-        for entry in self.decoding:
-            for future in entry.futures:
-                future.cancel()
+        for future in (future for entry in self.decoding for future in entry.futures):
+            future.cancel()
 
 
 class CatalogIngester:
@@ -182,23 +179,27 @@ class CatalogIngester:
     ) -> IngestReport:
         """Embed and store validated products, batch by batch; rejections are added to REPORT.
 
-        Three stages overlap: a read-ahead thread reads and hashes the next batches' image files; the decode pool
-        decodes and preprocesses batch N+1 while the model embeds batch N; then batch N is written. Store access
-        stays on this thread. Bounded: at most READ_AHEAD batches read and LOOKAHEAD + 1 decoding or embedding."""
+        Four stages overlap: a read-ahead thread reads and hashes the next batches' image files; the decode pool
+        decodes and preprocesses batch N+1 while the model embeds batch N on this thread; the writer thread writes
+        batch N-1 meanwhile (one write at a time, in order; store reads stay on this thread, for other ids). Bounded:
+        READ_AHEAD batches read, LOOKAHEAD decoding, one embedding and one writing."""
         started = time.perf_counter()
         report = report or IngestReport()
         in_flight: deque[_Pending] = deque()
+        writer = SerialWriter("ingest-write")
         try:
             with ReadAhead(self._read_batches(drafts, report), READ_AHEAD, "ingest-read") as batches:
                 for batch in batches:
                     in_flight.append(self._start(batch, report))
                     if len(in_flight) > LOOKAHEAD:
-                        self._finish(in_flight.popleft(), report, progress)
+                        self._finish(in_flight.popleft(), report, progress, writer)
                 while in_flight:
-                    self._finish(in_flight.popleft(), report, progress)
+                    self._finish(in_flight.popleft(), report, progress, writer)
+            writer.wait()
         finally:
             for pending in in_flight:  # interrupted: let the pool drop work nobody will collect
                 pending.cancel()
+            writer.close()
             self.stores.save()
             report.seconds = round(time.perf_counter() - started, 3)
             report.rejected.sort(key=lambda rejection: rejection.line)  # stages add them in any order
@@ -221,8 +222,16 @@ class CatalogIngester:
         to_embed = [item for item in changed if item.product.id not in kept_ids]
         return _Pending(batch.rows, set(stored), [ProductUpsert(i.product, None) for i in kept], self._submit(to_embed))
 
-    def _finish(self, pending: _Pending, report: IngestReport, progress: ProgressCallback | None) -> None:
+    def _finish(
+        self, pending: _Pending, report: IngestReport, progress: ProgressCallback | None, writer: SerialWriter
+    ) -> None:
         upserts = pending.upserts + self._embed(pending.decoding, report)
+        writer.submit(lambda: self._write(upserts, pending, report, progress))
+
+    def _write(
+        self, upserts: list[ProductUpsert], pending: _Pending, report: IngestReport, progress: ProgressCallback | None
+    ) -> None:
+        """One store transaction for the batch, its near-duplicate links, and a save of the indexes now and then."""
         changes = self.stores.upsert(upserts)
         if "image" in changes.added:
             self._link_near_duplicates(*changes.added["image"])

@@ -1,11 +1,13 @@
 """The plumbing of a pipelined ingest: a bounded read-ahead thread, so that reading the catalog and its image files
-overlaps the model and the store writes while memory stays flat (at most DEPTH items wait at any time)."""
+overlaps the model while memory stays flat (at most DEPTH items wait at any time), and a serial writer thread, so
+that store writes overlap the model too."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -64,3 +66,25 @@ class ReadAhead(Generic[T]):
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+class SerialWriter:
+    """Runs write jobs one at a time on a thread of its own, so the caller can embed the next batch meanwhile. At
+    most one job is queued: submit() first waits for the previous one (and raises its error)."""
+
+    def __init__(self, name: str = "writer") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._last: Future[None] | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self._last = self._pool.submit(job)
+
+    def wait(self) -> None:
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
+
+    def close(self) -> None:
+        """Wait for a running job (the stores must not be saved or closed under it), then stop the thread."""
+        self._pool.shutdown(wait=True)
