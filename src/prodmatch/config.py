@@ -109,6 +109,23 @@ class MatchingSettings(BaseModel):
     keep_query_photos_days: float = Field(7.0, ge=0)
 
 
+class DownloadSettings(BaseModel):
+    """Image URLs in a catalog (prodmatch download / ingest): limits, retries and the SSRF allow-list."""
+
+    concurrency: int = Field(32, ge=1, description="URLs fetched at once")
+    per_host: int = Field(4, ge=1, description="requests at once to one host")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(4, ge=1, description="tries per URL on transient failures (connect errors, 429, 5xx)")
+    max_redirects: int = Field(5, ge=0)
+    max_bytes: int = Field(25 * 1024 * 1024, ge=1, description="larger images are refused while streaming")
+    # Loopback, private, link-local and metadata addresses are refused unless listed here (CIDR or host name);
+    # PRODMATCH_DOWNLOAD__ALLOW_HOSTS='["10.1.2.0/24"]'. Never list a whole private range you do not own.
+    allow_hosts: list[str] = Field(default_factory=list)
+    # Refetch URLs an earlier run found permanently broken or refused (404, not an image...).
+    retry_failed: bool = False
+
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -169,6 +186,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     matching: MatchingSettings = MatchingSettings()
     serve: ServeSettings = ServeSettings()
+    download: DownloadSettings = DownloadSettings()
 
     def location(self) -> CatalogLocation:
         """The configured catalog: the data dir, with the store URLs from flags or environment when given."""

@@ -46,8 +46,9 @@ def test_old_databases_are_upgraded_and_keep_their_products(
         assert "search" in {c["name"] for c in schema.get_columns("products")}
         assert {"query_id", "request_id", "photo_sha"} <= {c["name"] for c in schema.get_columns("query_log")}
         assert {"feedback", "api_keys"} <= set(schema.get_table_names())
+        assert "source_url" in {c["name"] for c in schema.get_columns("product_images")}
         with store.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
         assert [p.id for p in store.page(0, 10, parse_filters(["colour=blue", "price<30"]))] == ["p1"]
         assert store.count(parse_filters(["colour=red"])) == 0
     finally:

@@ -9,29 +9,41 @@ next open. A re-run skips every product whose content hash is already stored, so
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from prodmatch.batching import batched
-from prodmatch.catalog.readers import RawRow, read_catalog
-from prodmatch.catalog.schema import ColumnMapping, ImageResolver, ProductDraft, RowError, to_draft
+from prodmatch.catalog.download_safety import redact_url
+from prodmatch.catalog.pipeline import ReadAhead, SerialWriter
+from prodmatch.catalog.readers import RawRow
+from prodmatch.catalog.schema import (
+    ColumnMapping,
+    ColumnOptions,
+    ImageResolver,
+    ProductDraft,
+    RowError,
+    detect_columns,
+    is_url,
+    to_draft,
+)
 from prodmatch.config import RuntimeSettings
 from prodmatch.errors import InvalidImageError
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.preprocess import draft_side, open_image, signature
 from prodmatch.stores.catalog_stores import CatalogStores
-from prodmatch.stores.files import CatalogFiles
+from prodmatch.stores.files import THUMBNAIL_SIDE, CatalogFiles
 from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors
 
-_COLUMN_SAMPLE = 200
+__all__ = ["CatalogIngester", "ColumnOptions", "IngestReport", "ProgressCallback", "Rejection"]
+
 # Near-duplicate listings: an image is compared with its few nearest neighbours that score above the
 # cosine pre-filter; the pair is the same photo when their 16x16 RGB thumbnails differ by at most
 # SIGNATURE_MAX_DIFFERENCE levels (of 255) on average. On myntra-dev, re-encoded copies of one photo
@@ -39,14 +51,7 @@ _COLUMN_SAMPLE = 200
 NEAR_DUPLICATE_NEIGHBOURS = 6
 NEAR_DUPLICATE_MIN_COSINE = 0.95
 SIGNATURE_MAX_DIFFERENCE = 1.5
-
-
-@dataclass
-class ColumnOptions:
-    id_col: str | None = None
-    name_col: str | None = None
-    image_col: str | None = None
-    text_cols: list[str] | None = None
+READ_AHEAD, LOOKAHEAD = 2, 1  # pipeline bounds: batches read ahead, batches decoding while the model embeds one
 
 
 @dataclass
@@ -83,6 +88,40 @@ class _Prepared:
     product: Product
 
 
+@dataclass
+class _Batch:
+    rows: int  # catalog rows it came from, rejected ones included (for progress)
+    items: list[_Prepared]
+
+
+@dataclass
+class _Decoded:
+    """One image as the model and the store need it: preprocessed pixels (1xCxHxW) and its 16x16 signature."""
+
+    pixels: np.ndarray
+    signature: bytes
+
+
+@dataclass
+class _Decoding:
+    item: _Prepared
+    futures: list[Future[_Decoded]]
+
+
+@dataclass
+class _Pending:
+    """A batch between its start (decoding on the pool) and its finish (embedded and written)."""
+
+    rows: int
+    stored_ids: set[str]
+    upserts: list[ProductUpsert]  # metadata-only changes: stored vectors kept
+    decoding: list[_Decoding]
+
+    def cancel(self) -> None:
+        for future in (future for entry in self.decoding for future in entry.futures):
+            future.cancel()
+
+
 class CatalogIngester:
     """Ingests rows into one catalog, BATCH_SIZE products per store transaction. The model is asked for only
     when something needs embedding (a re-run of an unchanged catalog never loads it)."""
@@ -102,7 +141,9 @@ class CatalogIngester:
         self.runtime = runtime
         self.batch_size = batch_size
         self.save_every = save_every
-        self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
+        # Decoding and resizing release the GIL, so threads use every core; the model's own threads share them.
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
+        self._batches = 0
 
     def ingest_file(
         self,
@@ -110,15 +151,15 @@ class CatalogIngester:
         columns: ColumnOptions,
         images_root: Path | None = None,
         progress: ProgressCallback | None = None,
+        downloaded: Callable[[str], Path] | None = None,
     ) -> IngestReport:
-        """Read CATALOG and ingest every valid row; invalid rows are reported, never fatal."""
-        rows = read_catalog(catalog)
-        sample = list(itertools.islice(rows, _COLUMN_SAMPLE))
-        if not sample:
+        """Read CATALOG (streamed) and ingest every valid row; invalid rows are reported, never fatal.
+        DOWNLOADED maps an image URL to its downloaded file (catalog.feed.DownloadedImages)."""
+        mapping, rows = detect_columns(catalog, columns)
+        if mapping is None:
             return IngestReport()  # an empty catalog is not an error: there is simply nothing to add
-        mapping = ColumnMapping.detect(_columns(sample), **asdict(columns))
-        resolver = ImageResolver(Path(catalog).resolve().parent, images_root)
-        return self.ingest_rows(itertools.chain(sample, rows), mapping, resolver, progress)
+        resolver = ImageResolver(Path(catalog).resolve().parent, images_root, downloaded)
+        return self.ingest_rows(rows, mapping, resolver, progress)
 
     def ingest_rows(
         self,
@@ -136,22 +177,76 @@ class CatalogIngester:
         report: IngestReport | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        """Embed and store validated products, batch by batch; rejections are added to REPORT."""
+        """Embed and store validated products, batch by batch; rejections are added to REPORT.
+
+        Four stages overlap: a read-ahead thread reads and hashes the next batches' image files; the decode pool
+        decodes and preprocesses batch N+1 while the model embeds batch N on this thread; the writer thread writes
+        batch N-1 meanwhile (one write at a time, in order; store reads stay on this thread, for other ids). Bounded:
+        READ_AHEAD batches read, LOOKAHEAD decoding, one embedding and one writing."""
         started = time.perf_counter()
         report = report or IngestReport()
+        in_flight: deque[_Pending] = deque()
+        writer = SerialWriter("ingest-write")
         try:
-            for number, batch in enumerate(batched(drafts, self.batch_size)):
-                images = self._ingest_batch(batch, report)
-                report.images += images
-                if progress:
-                    progress(len(batch), images)
-                if (number + 1) % self.save_every == 0:
-                    self.stores.save()
+            with ReadAhead(self._read_batches(drafts, report), READ_AHEAD, "ingest-read") as batches:
+                for batch in batches:
+                    in_flight.append(self._start(batch, report))
+                    if len(in_flight) > LOOKAHEAD:
+                        self._finish(in_flight.popleft(), report, progress, writer)
+                while in_flight:
+                    self._finish(in_flight.popleft(), report, progress, writer)
+            writer.wait()
         finally:
+            for pending in in_flight:  # interrupted: let the pool drop work nobody will collect
+                pending.cancel()
+            writer.close()
             self.stores.save()
             report.seconds = round(time.perf_counter() - started, 3)
+            report.rejected.sort(key=lambda rejection: rejection.line)  # stages add them in any order
         report.duplicate_groups = len(self.stores.store.duplicate_groups())
         return report
+
+    def _read_batches(self, drafts: Iterable[ProductDraft], report: IngestReport) -> Iterator[_Batch]:
+        for batch in batched(drafts, self.batch_size):
+            yield _Batch(len(batch), [p for p in (self._prepare(d, report) for d in batch) if p is not None])
+
+    def _start(self, batch: _Batch, report: IngestReport) -> _Pending:
+        """Decide what the batch needs (nothing, new metadata, new vectors) and start decoding what needs vectors."""
+        prepared = batch.items
+        stored = self.stores.store.hashes([p.product.id for p in prepared])
+        changed = [item for item in prepared if stored.get(item.product.id, ("", ""))[0] != item.product.content_hash]
+        report.unchanged += len(prepared) - len(changed)
+        self._carry_learned(changed)
+        kept = [i for i in changed if stored.get(i.product.id, ("", ""))[1] == i.product.embed_hash]
+        kept_ids = {item.product.id for item in kept}
+        to_embed = [item for item in changed if item.product.id not in kept_ids]
+        return _Pending(batch.rows, set(stored), [ProductUpsert(i.product, None) for i in kept], self._submit(to_embed))
+
+    def _finish(
+        self, pending: _Pending, report: IngestReport, progress: ProgressCallback | None, writer: SerialWriter
+    ) -> None:
+        upserts = pending.upserts + self._embed(pending.decoding, report)
+        writer.submit(lambda: self._write(upserts, pending, report, progress))
+
+    def _write(
+        self, upserts: list[ProductUpsert], pending: _Pending, report: IngestReport, progress: ProgressCallback | None
+    ) -> None:
+        """One store transaction for the batch, its near-duplicate links, and a save of the indexes now and then."""
+        changes = self.stores.upsert(upserts)
+        if "image" in changes.added:
+            self._link_near_duplicates(*changes.added["image"])
+        for upsert in upserts:
+            if upsert.product.id in pending.stored_ids:
+                report.updated += 1
+            else:
+                report.added += 1
+        images = sum(len(u.product.images) for u in upserts if u.vectors is not None)
+        report.images += images
+        self._batches += 1
+        if self._batches % self.save_every == 0:
+            self.stores.save()
+        if progress:
+            progress(pending.rows, images)
 
     def _drafts(
         self, rows: Iterable[RawRow], mapping: ColumnMapping, resolver: ImageResolver, report: IngestReport
@@ -172,29 +267,6 @@ class CatalogIngester:
                 continue
             first_line[draft.id] = row.line
             yield draft
-
-    def _ingest_batch(self, drafts: list[ProductDraft], report: IngestReport) -> int:
-        prepared = [p for p in (self._prepare(d, report) for d in drafts) if p is not None]
-        stored = self.stores.store.hashes([p.product.id for p in prepared])
-        changed = [item for item in prepared if stored.get(item.product.id, ("", ""))[0] != item.product.content_hash]
-        report.unchanged += len(prepared) - len(changed)
-        self._carry_learned(changed)
-        upserts = [
-            ProductUpsert(i.product, None)
-            for i in changed
-            if stored.get(i.product.id, ("", ""))[1] == i.product.embed_hash
-        ]
-        kept = {upsert.product.id for upsert in upserts}
-        upserts += self._embed([item for item in changed if item.product.id not in kept], report)
-        changes = self.stores.upsert(upserts)
-        if "image" in changes.added:
-            self._link_near_duplicates(*changes.added["image"])
-        for upsert in upserts:
-            if upsert.product.id in stored:
-                report.updated += 1
-            else:
-                report.added += 1
-        return sum(len(u.product.images) for u in upserts if u.vectors is not None)
 
     def _carry_learned(self, items: list[_Prepared]) -> None:
         """A changed catalog row keeps the photos its product learned from feedback: they are not in the row."""
@@ -218,7 +290,7 @@ class CatalogIngester:
         draft = ProductDraft(0, product.id, product.name, product.text, [], [], product.attributes)
         blobs = [Path(ref.path).read_bytes() for ref in product.images[:-1]] + [blob]
         report = IngestReport()
-        upserts = self._embed([_Prepared(draft, blobs, product)], report)
+        upserts = self._embed(self._submit([_Prepared(draft, blobs, product)]), report)
         if report.rejected:
             raise InvalidImageError(report.rejected[0].reason)
         self.stores.upsert(upserts)
@@ -243,68 +315,75 @@ class CatalogIngester:
         except OSError as exc:
             report.rejected.append(Rejection(draft.line, draft.id, f"cannot read image: {exc}"))
             return None
-        unique: dict[str, tuple[str, bytes]] = {}  # sha256 -> (resolved path, bytes); a file listed twice counts once
-        for path, blob in zip(draft.image_paths, blobs, strict=True):
-            unique.setdefault(hashlib.sha256(blob).hexdigest(), (str(path.resolve()), blob))
-        images = [ImageRef(label, sha) for sha, (label, _blob) in unique.items()]
+        unique: dict[str, tuple[ImageRef, bytes]] = {}  # sha256 -> (image, bytes); a file listed twice counts once
+        for path, label, blob in zip(draft.image_paths, draft.image_labels, blobs, strict=True):
+            sha = hashlib.sha256(blob).hexdigest()
+            source = redact_url(label) if is_url(label) else None  # a feed URL stays the photo's source
+            unique.setdefault(sha, (ImageRef(str(path.resolve()), sha, source_url=source), blob))
+        images = [ref for ref, _blob in unique.values()]
         embed_hash = _digest(draft.text, *unique)
         content_hash = _digest(
             embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str), *draft.image_labels
         )
         product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
-        return _Prepared(draft, [blob for _label, blob in unique.values()], product)
+        return _Prepared(draft, [blob for _ref, blob in unique.values()], product)
 
-    def _embed(self, items: list[_Prepared], report: IngestReport) -> list[ProductUpsert]:
-        decoded = self._decode(items, report)
-        items = [item for item in items if item.draft.id in decoded]
+    def _submit(self, items: list[_Prepared]) -> list[_Decoding]:
+        """Start decoding ITEMS' images on the pool; the model is loaded here, only when something needs it."""
         if not items:
             return []
         embedder = self.embedder()
-        images = [image for item in items for image in decoded[item.draft.id]]
-        image_vectors = embedder.embed_images(images) if images else np.zeros((0, 1), np.float32)
-        texted = [item for item in items if item.product.text]
+        spec = embedder.manifest.image.preprocess
+        short_side = draft_side(spec) if self.runtime.jpeg_draft else None
+
+        def decode(ref: ImageRef, blob: bytes) -> _Decoded:
+            image = open_image(
+                blob, label=ref.path, max_pixels=self.runtime.max_image_pixels, draft_short_side=short_side
+            )
+            # Here, in the pool, while the image is at hand; a box reduction to near the thumbnail's size first
+            # makes it several times cheaper than resampling the whole photo.
+            self.files.save_thumbnail(ref.sha256, image.reduce(max(1, max(image.size) // THUMBNAIL_SIDE)))
+            # The per-image step after decode: work on the full photo (local features for verification) goes here.
+            return _Decoded(embedder.pixels([image]), signature(image))
+
+        return [
+            _Decoding(
+                item,
+                [self._pool.submit(decode, r, b) for r, b in zip(item.product.images, item.image_bytes, strict=True)],
+            )
+            for item in items
+        ]
+
+    def _embed(self, decoding: list[_Decoding], report: IngestReport) -> list[ProductUpsert]:
+        """Wait for the decoded images (a bad image rejects its row), then embed images and texts in batches."""
+        ready: list[tuple[_Prepared, list[_Decoded]]] = []
+        for entry in decoding:
+            try:
+                ready.append((entry.item, [future.result() for future in entry.futures]))
+            except InvalidImageError as exc:
+                item = entry.item
+                report.rejected.append(Rejection(item.draft.line, item.draft.id, f"unusable image: {exc}"))
+        if not ready:
+            return []
+        embedder = self.embedder()
+        pixels = [image.pixels for _item, images in ready for image in images]
+        image_vectors = embedder.embed_pixels(np.concatenate(pixels)) if pixels else np.zeros((0, 1), np.float32)
+        texted = [item for item, _images in ready if item.product.text]
         text_vectors = embedder.embed_texts([item.product.text for item in texted]) if texted else None
         text_rows = {item.draft.id: row for row, item in enumerate(texted)}
         upserts, offset = [], 0
-        for item in items:
-            count = len(decoded[item.draft.id])
+        for item, images in ready:
             item.product.images = [
-                replace(ref, signature=signature(image))
-                for ref, image in zip(item.product.images, decoded[item.draft.id], strict=True)
+                replace(ref, signature=image.signature) for ref, image in zip(item.product.images, images, strict=True)
             ]
             shas = [ref.sha256 for ref in item.product.images]
-            vectors = [SpaceVectors("image", image_vectors[offset : offset + count], shas)] if count else []
-            offset += count
+            vectors = [SpaceVectors("image", image_vectors[offset : offset + len(images)], shas)] if images else []
+            offset += len(images)
             if text_vectors is not None and item.draft.id in text_rows:
                 row = text_rows[item.draft.id]
                 vectors.append(SpaceVectors("text", text_vectors[row : row + 1]))
             upserts.append(ProductUpsert(item.product, vectors))
         return upserts
-
-    def _decode(self, items: list[_Prepared], report: IngestReport) -> dict[str, list[Image.Image]]:
-        """Decode every image in parallel threads (PIL releases the GIL); a bad image rejects its row."""
-        runtime = self.runtime
-        short_side = draft_side(self.embedder().manifest.image.preprocess) if runtime.jpeg_draft else None
-
-        def decode(ref: ImageRef, blob: bytes) -> Image.Image:
-            image = open_image(blob, label=ref.path, max_pixels=runtime.max_image_pixels, draft_short_side=short_side)
-            self.files.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
-            return image
-
-        pending = {
-            item.draft.id: [
-                self._decode_pool.submit(decode, ref, blob)
-                for ref, blob in zip(item.product.images, item.image_bytes, strict=True)
-            ]
-            for item in items
-        }
-        decoded: dict[str, list[Image.Image]] = {}
-        for item in items:
-            try:
-                decoded[item.draft.id] = [future.result() for future in pending[item.draft.id]]
-            except InvalidImageError as exc:
-                report.rejected.append(Rejection(item.draft.line, item.draft.id, f"unusable image: {exc}"))
-        return decoded
 
 
 def _digest(*parts: str) -> str:
@@ -313,13 +392,6 @@ def _digest(*parts: str) -> str:
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def _columns(sample: list[RawRow]) -> list[str]:
-    columns: dict[str, None] = {}
-    for row in sample:
-        columns.update(dict.fromkeys(row.data))
-    return list(columns)
 
 
 def _id_of(row: RawRow, mapping: ColumnMapping) -> str | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prodmatch.catalog.readers import RawRow, read_catalog
 from prodmatch.errors import CatalogError
 
 # Common spellings, matched case-insensitively with '_', '-' and spaces ignored; first match wins.
@@ -15,6 +18,12 @@ NAME_NAMES = ("name", "title", "producttitle", "productname", "itemname")
 IMAGE_NAMES = ("image", "imagepath", "images", "imagepaths", "imagefile", "img", "picture", "photo")
 TEXT_NAMES = ("description", "productdescription", "desc", "text", "details")
 _IMAGE_SEPARATOR = re.compile(r"\s*\|\s*")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+COLUMN_SAMPLE = 200  # rows read to find the columns
+
+
+def is_url(value: str) -> bool:
+    return bool(_URL.match(value))
 
 
 def _key(name: str) -> str:
@@ -65,6 +74,27 @@ class ColumnMapping:
 
 
 @dataclass
+class ColumnOptions:
+    id_col: str | None = None
+    name_col: str | None = None
+    image_col: str | None = None
+    text_cols: list[str] | None = None
+
+
+def detect_columns(catalog: Path, columns: ColumnOptions) -> tuple[ColumnMapping | None, Iterator[RawRow]]:
+    """The column mapping from the catalog's first rows, and every row (streamed; the sample is not read twice).
+    None for an empty catalog."""
+    rows = read_catalog(catalog)
+    sample = list(itertools.islice(rows, COLUMN_SAMPLE))
+    if not sample:
+        return None, iter(())
+    names: dict[str, None] = {}
+    for row in sample:
+        names.update(dict.fromkeys(row.data))
+    return ColumnMapping.detect(list(names), **asdict(columns)), itertools.chain(sample, rows)
+
+
+@dataclass
 class ProductDraft:
     """A catalog row, validated: what ingest embeds and stores."""
 
@@ -88,13 +118,19 @@ class ImageResolver:
     name in the same places.
     """
 
-    def __init__(self, catalog_dir: Path, images_root: Path | None) -> None:
+    def __init__(
+        self, catalog_dir: Path, images_root: Path | None, downloaded: Callable[[str], Path] | None = None
+    ) -> None:
         self.base = images_root or catalog_dir
         self._bases = [self.base, self.base / "images"]
+        # URL -> its downloaded file (catalog.feed.DownloadedImages), raising RowError when it has none.
+        self.downloaded = downloaded
 
     def resolve(self, value: str) -> Path:
-        if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
-            raise RowError(f"image {value!r} is a URL; URL images are not downloaded yet, give a local path")
+        if is_url(value):
+            if self.downloaded is None:
+                raise RowError(f"image {value!r} is a URL and URL images were not downloaded for this ingest")
+            return self.downloaded(value)
         path = Path(value).expanduser()
         if path.is_absolute():
             if path.is_file():
@@ -114,7 +150,7 @@ def to_draft(line: int, data: dict[str, Any], mapping: ColumnMapping, resolver: 
     if raw_id is None or str(raw_id).strip() == "":
         raise RowError(f"missing id (column {mapping.id!r})")
     name = _text(data.get(mapping.name)) if mapping.name else None
-    labels = _image_values(data.get(mapping.image)) if mapping.image else []
+    labels = image_values(data.get(mapping.image)) if mapping.image else []
     used = {mapping.id, mapping.name, mapping.image}
     attributes = {key: value for key, value in data.items() if key not in used}
     text_parts = [_text(data.get(column)) for column in mapping.text]
@@ -162,7 +198,7 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _image_values(value: Any) -> list[str]:
+def image_values(value: Any) -> list[str]:
     """A product's images: a JSON list, or one string with '|' between paths."""
     if value is None:
         return []

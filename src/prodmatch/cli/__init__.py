@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from prodmatch.cli import catalog, evaluate, keys, match, models, serve
+from prodmatch.cli import catalog, download, evaluate, keys, match, models, serve
 from prodmatch.cli.common import err
 from prodmatch.errors import ProdmatchError
 from prodmatch.stores.availability import unavailable_reason
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(catalog.ingest)
+app.command()(download.download)
 app.command("calibrate")(catalog.calibrate_command)
 app.command()(catalog.stats)
 app.command()(match.match)

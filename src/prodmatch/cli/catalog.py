@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from prodmatch.application.ingesting import IngestOutcome, calibrate, ingest_file
+from prodmatch.application.ingesting import IngestOutcome, calibrate, engine_embedders, ingest_file
 from prodmatch.application.products import delete_product, get_product
+from prodmatch.catalog.feed import download_options
 from prodmatch.cli.common import (
     DataDirOption,
     FilterOption,
@@ -26,10 +27,12 @@ from prodmatch.cli.common import (
     err,
     out,
     print_json,
-    progress_bar,
+    progress_display,
+    row_counter,
     settings_for,
     table_rows,
 )
+from prodmatch.cli.download import AllowHostOption, MetricsFileOption, download_feedback, print_download
 from prodmatch.stores.filters import check_keys, parse_filters
 
 products_app = typer.Typer(help="Browse and edit the products in a catalog.", no_args_is_help=True)
@@ -46,21 +49,41 @@ def ingest(
     name_col: NameCol = None,
     image_col: ImageCol = None,
     text_cols: TextCols = None,
+    allow_host: AllowHostOption = None,
+    metrics_file: MetricsFileOption = None,
+    engine: Annotated[str, typer.Option("--engine", help="where the model runs: local, or ray (Ray actors)")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT [default: a local Ray]")
+    ] = None,
+    ray_actors: Annotated[int, typer.Option("--ray-actors", min=1, help="model actors (one model each)")] = 2,
     as_json: JsonOption = False,
 ) -> None:
-    """Add or update the products of CATALOG (idempotent; unchanged products are not re-embedded)."""
-    err.print(f"[cyan]ingesting into the {settings_for(ctx, data_dir).location().describe()}")
+    """Add or update the products of CATALOG (idempotent; unchanged products are not re-embedded). Image URLs are
+    downloaded first into the data dir (as `prodmatch download` does); rows whose image was refused or failed are
+    rejected with the reason."""
+    settings = settings_for(ctx, data_dir)
+    err.print(f"[cyan]ingesting into the {settings.location().describe()}")
     columns = column_options(id_col, name_col, image_col, text_cols)
     announce = lambda message: err.print(f"[cyan]{message}")  # noqa: E731
+    options = download_options(settings.download, allow_host)
+    embedders = engine_embedders(engine, ray_address, ray_actors)
+    engine_option = {} if embedders is None else {"embedders": embedders}
     with (
-        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce) as opened,
-        progress_bar(f"ingesting {catalog.name}") as advance,
+        configured_catalog(ctx, data_dir, model=model, create=True, announce=announce, **engine_option) as opened,
+        progress_display() as progress,
+        download_feedback(progress, catalog.name, metrics_file) as fetched,
     ):
-        outcome = ingest_file(opened, catalog, columns, images_root, advance)
+        advance = row_counter(progress, f"ingesting {catalog.name}")
+        outcome = ingest_file(
+            opened, catalog, columns, images_root, advance, download=options, download_progress=fetched
+        )
+    if outcome.download is not None and not as_json:
+        print_download(outcome.download)
     if outcome.calibrations is not None:
         err.print(describe_calibrations(outcome.calibrations))
     if as_json:
-        print_json(outcome.report.as_dict())
+        download = outcome.download.as_dict() if outcome.download else None
+        print_json({**outcome.report.as_dict(), "download": download})
         return
     _print_ingest(outcome)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,24 +82,30 @@ def describe_calibrations(calibrations: dict[str, Calibration]) -> str:
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Any]:
+def progress_display() -> Iterator[Progress]:
+    """One live display for a command (rich allows one at a time); each stage adds its own task to it."""
     columns = [
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed} rows · {task.fields[images]} images · {task.fields[rate]} rows/s"),
+        TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(label, total=None, images=0, rate="-")
+        yield progress
 
-        def advance(rows: int, images: int) -> None:
-            state = progress.tasks[task]
-            done = state.completed + rows
-            elapsed = state.elapsed or 1e-9
-            progress.update(task, completed=done, images=state.fields["images"] + images, rate=f"{done / elapsed:.1f}")
 
-        yield advance
+def row_counter(progress: Progress, label: str) -> Callable[[int, int], None]:
+    """A task counting rows and images (ingest's progress callback)."""
+    task = progress.add_task(label, total=None, info="", images=0)
+
+    def advance(rows: int, images: int) -> None:
+        state = progress.tasks[task]
+        done, images = state.completed + rows, state.fields["images"] + images
+        rate = done / (state.elapsed or 1e-9)
+        progress.update(task, completed=done, images=images, info=f"{done} rows · {images} images · {rate:.1f} rows/s")
+
+    return advance
 
 
 def table_rows(title: str, columns: list[str], rows: list[list[str]], justify: str = "left") -> None:

@@ -146,7 +146,12 @@ class MongoMetadataStore(MongoActivity):
     def _document(self, item: ProductUpsert, signatures: dict[str, bytes]) -> dict[str, Any]:
         product = item.product
         images = [
-            {"path": ref.path, "sha256": ref.sha256, "signature": _binary(ref.signature or signatures.get(ref.sha256))}
+            {
+                "path": ref.path,
+                "sha256": ref.sha256,
+                "signature": _binary(ref.signature or signatures.get(ref.sha256)),
+                "source_url": ref.source_url,
+            }
             for ref in product.images
         ]
         return {
@@ -329,7 +334,9 @@ def _signature(stored: str | bytes | None) -> bytes | None:
 
 
 def _to_product(doc: dict[str, Any]) -> Product:
-    images = [ImageRef(i["path"], i["sha256"], _signature(i.get("signature"))) for i in doc["images"]]
+    images = [
+        ImageRef(i["path"], i["sha256"], _signature(i.get("signature")), i.get("source_url")) for i in doc["images"]
+    ]
     return Product(
         doc["_id"], doc["name"], doc["text"], dict(doc["attributes"]), images, doc["content_hash"], doc["embed_hash"]
     )

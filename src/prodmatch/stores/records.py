@@ -16,6 +16,9 @@ class ImageRef:
     path: str  # the resolved file path
     sha256: str
     signature: bytes | None = None  # 16x16 grey thumbnail: finds the same photo saved as another file
+    # Where the catalog said the photo came from (its feed URL, credentials and query values redacted);
+    # None for a local file. Shown as the product's sources (seed 003's source attribution).
+    source_url: str | None = None
 
 
 @dataclass
@@ -31,8 +34,13 @@ class Product:
     embed_hash: str = ""
 
     def as_dict(self) -> dict[str, JsonValue]:
-        """The product as the API and CLI show it: attributes plus name and image paths."""
-        return {"name": self.name, **self.attributes, "images": [image.path for image in self.images]}
+        """The product as the API and CLI show it: attributes plus name, image paths and, for downloaded
+        photos, "sources": each image's feed URL (None for a local file), in the order of "images"."""
+        shown: dict[str, JsonValue] = {"name": self.name, **self.attributes}
+        shown["images"] = [image.path for image in self.images]
+        if any(image.source_url for image in self.images):
+            shown["sources"] = [image.source_url for image in self.images]
+        return shown
 
 
 @dataclass

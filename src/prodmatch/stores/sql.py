@@ -60,6 +60,7 @@ class ImageRow(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class VectorRow(Base):
@@ -154,6 +155,7 @@ class SqlMetadataStore(SqlActivity):
                 path=ref.path,
                 sha256=ref.sha256,
                 signature=ref.signature or known_signatures.get(ref.sha256),
+                source_url=ref.source_url,
             )
             for i, ref in enumerate(product.images)
         ]
@@ -336,6 +338,7 @@ _PRODUCT_QUERY = (
         ImageRow.path,
         ImageRow.sha256,
         ImageRow.signature,
+        ImageRow.source_url,
     )
     .outerjoin(ImageRow, ImageRow.product_id == ProductRow.id)
     .order_by(ProductRow.id, ImageRow.position)
@@ -352,5 +355,5 @@ def _products(rows: Iterable[Any]) -> dict[str, Product]:
             product = Product(row.id, row.name, row.text, attributes, [], row.content_hash, row.embed_hash)
             found[row.id] = product
         if row.sha256 is not None:
-            product.images.append(ImageRef(row.path, row.sha256, row.signature))
+            product.images.append(ImageRef(row.path, row.sha256, row.signature, row.source_url))
     return found

@@ -210,10 +210,23 @@ function showDetail(match) {
   const fields = $("#detail-fields");
   fields.replaceChildren();
   for (const [key, value] of Object.entries(match.product)) {
-    if (key === "images" || key === "name" || value === null) continue;
+    if (key === "images" || key === "name" || key === "sources" || value === null) continue;
     fields.append(element("dt", {}, key), element("dd", {}, String(value)));
   }
+  const source = sourceLink((match.product.sources || [])[0]);
+  if (source) fields.append(element("dt", {}, "photo from"), element("dd", {}, source));
   dialog.showModal();
+}
+
+// Source attribution: where the catalog's feed said the shown photo came from (its domain, linked). Only http(s)
+// links are made; the stored URL has its query values and credentials redacted already.
+function sourceLink(url) {
+  if (!url) return null;
+  let parsed;
+  try { parsed = new URL(url); } catch { return null; }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
+  return element("a", { href: parsed.href, rel: "noopener noreferrer nofollow", target: "_blank",
+    class: "source", title: parsed.href }, parsed.hostname);
 }
 
 function clear() {
