@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 # Bundles are real exports; they are cached between runs (CI starts empty and exports once).
 MODELS_DIR = Path(os.environ.get("PRODMATCH_TEST_MODELS_DIR", REPO / ".cache" / "test-models"))
+# Tests talk to loopback only: the model hub (which choosing a default model may try for CLIP weights) is off for
+# this process and every process it starts.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def _forget_prodmatch_settings() -> None:
