@@ -14,6 +14,7 @@ from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
 from prodmatch.api.metrics import Metrics
 from prodmatch.api.observability import RequestContext
+from prodmatch.api.openapi import install_openapi
 from prodmatch.api.routes import feedback, health, match, products, ui
 from prodmatch.api.state import AppState
 from prodmatch.composition import EmbedderFactory
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, limit_for=body_limits(settings))
     if settings.serve.cors_origins:
         app.add_middleware(
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
 
 
 # Routes that take a photo upload (multipart): everything else is JSON or has no body.
-_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/[^/]+$")
+_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/.+$")  # product ids may hold "/"
 
 
 def body_limits(settings: Settings) -> Callable[[str, str], int]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodmatch.errors import (
@@ -74,6 +75,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if (reason := unavailable_reason(exc)) is not None:
             return JSONResponse(error_body("store_unavailable", reason), status_code=503, headers={"Retry-After": "1"})
         return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such route, wrong method) in the one error shape."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
