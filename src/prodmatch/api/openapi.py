@@ -29,6 +29,7 @@ _WHY = {
     403: "the key's scope does not allow this request",
     404: "no such product, image or query",
     405: "the route does not take this method",
+    408: "the request body did not arrive in time",
     413: "the request body is over this route's limit",
     422: "the request does not follow this schema",
     429: "over the rate limit",
@@ -70,7 +71,7 @@ def _document(path: str, operation: dict[str, Any]) -> None:
 def _statuses(path: str, operation: dict[str, Any]) -> list[int]:
     """The errors an operation can answer with: every operation checks its input's shape and size; /v1 routes
     also keys, rates, the stores and the model's time limit, and routes naming a thing may not find it."""
-    statuses = [405, 413, 422]
+    statuses = [405, 408, 413, 422]
     if path.startswith("/v1/"):
         statuses += [400, 401, 403, 429, 503]
     if "{" in path or path == "/v1/feedback":

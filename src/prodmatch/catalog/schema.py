@@ -96,6 +96,9 @@ class ImageResolver:
         if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
             raise RowError(f"image {value!r} is a URL; URL images are not downloaded yet, give a local path")
         path = Path(value).expanduser()
+        if not path.is_absolute() and ".." in path.parts:
+            # a relative name is looked up under the catalog's folder, never beside or above it
+            raise RowError(f"image {value!r} leaves the catalog's folder; give a path inside it or an absolute one")
         if path.is_absolute():
             if path.is_file():
                 return path

@@ -34,8 +34,9 @@ class CatalogFacts:
         self._lock = threading.RLock()  # re-entrant: one fact may be computed from another (shares from counts)
         self._cached: dict[str, Any] = {}
         self._products: LRUCache[str, Product] = LRUCache(PRODUCTS_KEPT)
-        # Vector ids are never reused, so the product a vector id belongs to never changes: owners need no refresh
-        # (a deleted vector is gone from the index, so its id is never asked about again).
+        # Which product a vector id belongs to. Forgotten on refresh like the rest: SQLite hands the highest id
+        # out again once its row is deleted, so after "delete X, add Y" X's last vector id may be Y's (a stale
+        # owner would hide Y from every answer).
         self._owners: LRUCache[int, str] = LRUCache(OWNERS_KEPT)
 
     def refresh(self) -> None:
@@ -43,6 +44,7 @@ class CatalogFacts:
         with self._lock:
             self._cached.clear()
             self._products.clear()
+            self._owners.clear()
 
     def products(self, ids: list[str]) -> dict[str, Product]:
         """The stored products among IDS (kept in an LRU until the catalog changes)."""
