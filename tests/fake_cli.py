@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 
+from prodmatch.api import app as app_module
 from prodmatch.cli import common, main
 from prodmatch.composition import open_catalog
 from prodmatch.config import Settings
@@ -29,4 +30,5 @@ class SlowFakeEmbedders(FakeEmbedders):
 if __name__ == "__main__":
     embedders = SlowFakeEmbedders(float(os.environ.get("PRODMATCH_FAKE_DELAY_S", "0")))
     common.open_catalog = functools.partial(open_catalog, embedders=embedders)  # type: ignore[assignment]
+    app_module.create_app = functools.partial(app_module.create_app, embedders=embedders)  # prodmatch serve's app
     main()
