@@ -42,6 +42,7 @@ from prodmatch.config import Settings
 from prodmatch.models.factory import create_embedder
 
 PRODMATCH = [sys.executable, "-m", "prodmatch"]
+SAMPLE_S = 10.0
 TEXTS = ["yellow t-shirt", "blue denim shirt", "checked shirt", "printed tshirt", "kurta", "track pants", "polo"]
 
 
@@ -56,6 +57,7 @@ class SoakReport:
     transport_errors: int = 0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
+    rss_samples_mb: list[float] = field(default_factory=list)  # every SAMPLE_S during the run: growth or plateau
     ingest: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # accounting failures: empty when all is accounted for
 
@@ -125,6 +127,11 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _sample_rss(pid: int, samples: list[float], stop: threading.Event) -> None:
+    while not stop.wait(SAMPLE_S):
+        samples.append(round(rss_mb(pid), 1))
 
 
 def run_clients(base: str, clients: int, photos: list[bytes], seconds: float, seed: int) -> list[ClientLog]:
@@ -202,7 +209,11 @@ def soak(
         ingest = subprocess.Popen(
             [*prodmatch, "ingest", str(catalog_file), "--json"], env=env, stdout=subprocess.PIPE, text=True
         )
+        stop = threading.Event()
+        sampler = threading.Thread(target=_sample_rss, args=(server.pid, report.rss_samples_mb, stop), daemon=True)
+        sampler.start()
         logs = run_clients(base, clients, photos, seconds, seed=1)
+        stop.set()
         out, _ = ingest.communicate(timeout=600)
         report.ingest = json.loads(out) if ingest.returncode == 0 else {"exit_code": ingest.returncode}
         report.rss_end_mb = rss_mb(server.pid)
