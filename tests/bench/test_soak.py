@@ -34,6 +34,7 @@ def write_rows(myntra: Path, target: Path, first: int, count: int) -> Path:
     return target
 
 
+@pytest.mark.slow  # separate processes for minutes: CI runs it, the fast tier does not
 def test_short_soak_has_no_5xx_and_accounts_for_every_row(
     settings: Settings,
     store_url: StoreUrl,

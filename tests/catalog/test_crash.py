@@ -105,6 +105,7 @@ def check_row_by_row(store: MetadataStore, settings: Settings, catalog_ids: list
             index.close()
 
 
+@pytest.mark.slow  # separate processes for minutes: CI runs it, the fast tier does not
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("backend", ["sqlite+faiss", "postgresql+pgvector"])
 def test_ingest_killed_at_a_random_point_reruns_to_an_exact_catalog(
