@@ -44,7 +44,9 @@ def test_short_soak_has_no_5xx_and_accounts_for_every_row(
     tmp_path: Path,
 ) -> None:
     url = store_url("postgresql")
-    settings = settings.model_copy(update={"metadata_url": url, "vectors_url": url.replace("postgresql", "pgvector", 1)})
+    settings = settings.model_copy(
+        update={"metadata_url": url, "vectors_url": url.replace("postgresql", "pgvector", 1)}
+    )
     ingest_myntra(settings, myntra, rows=BASE_ROWS, model=str(fake_bundle.folder), embedders=FakeEmbedders()).close()
     for name, value in {
         "PRODMATCH_METADATA_URL": settings.metadata_url,
