@@ -146,6 +146,8 @@ class ServeSettings(BaseModel):
     # embedding cache when cache_url is set).
     workers: int = Field(1, ge=1)
     max_json_bytes: int = Field(64 * 1024, description="larger bodies on routes without uploads get 413")
+    # A body trickled in slower than this (or stalled) gets 408 instead of holding a connection indefinitely.
+    body_timeout_s: float = Field(30.0, gt=0, description="longest a request body may take to arrive")
     # A model call that takes longer fails the request (503 model_timeout) instead of holding a worker forever.
     model_timeout_s: float = Field(30.0, gt=0)
     # API keys: None = required once the catalog has any key, and always when listening beyond loopback.

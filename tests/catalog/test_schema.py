@@ -67,6 +67,23 @@ def test_missing_image_and_urls_are_row_errors(catalog_dir: Path) -> None:
         resolver.resolve("https://example.invalid/a.jpg")
 
 
+def test_relative_image_names_cannot_climb_out_of_the_catalog_folder(catalog_dir: Path) -> None:
+    (catalog_dir.parent / "secret.jpg").write_bytes(b"x")  # a real file beside the catalog's folder
+    resolver = ImageResolver(catalog_dir / "images", None)
+    for name in ("../secret.jpg", "../../secret.jpg", "a/../../../secret.jpg"):
+        with pytest.raises(RowError, match="leaves the catalog's folder"):
+            resolver.resolve(name)
+
+
+@pytest.mark.parametrize("product_id", ["nul\x00", "new\nline", "x" * 513])
+def test_ids_with_control_characters_or_over_512_chars_are_row_errors(catalog_dir: Path, product_id: str) -> None:
+    mapping = ColumnMapping(id="id", name="name", image=None)
+    with pytest.raises(RowError, match=r"control character|characters long"):
+        to_draft(2, {"id": product_id, "name": "shirt"}, mapping, ImageResolver(catalog_dir, None))
+    ok = to_draft(2, {"id": "sku/1 50%", "name": "shirt"}, mapping, ImageResolver(catalog_dir, None))
+    assert ok.id == "sku/1 50%"
+
+
 def test_draft_keeps_other_columns_as_attributes_and_lists_several_images(catalog_dir: Path) -> None:
     mapping = ColumnMapping("id", "name", "image", ("description",))
     data = {

@@ -15,6 +15,7 @@ from prodmatch import __version__
 from prodmatch.api.errors import BodySizeLimit, install_error_handlers
 from prodmatch.api.metrics import Metrics
 from prodmatch.api.observability import RequestContext
+from prodmatch.api.openapi import install_openapi
 from prodmatch.api.routes import compat, feedback, health, match, products, ui
 from prodmatch.api.state import AppState
 from prodmatch.composition import EmbedderFactory
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
         app.include_router(router)
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, limit_for=body_limits(settings))
+    install_openapi(app)
+    app.add_middleware(BodySizeLimit, limit_for=body_limits(settings), timeout_s=settings.serve.body_timeout_s)
     if settings.serve.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -86,8 +88,8 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
 
 
 # Routes that take a photo upload (multipart): everything else is JSON or has no body. /search (compat) takes a
-# photo or JSON: it checks a JSON body against the JSON limit itself.
-_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/[^/]+$|^/(match-product|match-image|search)$")
+# photo or JSON: it checks a JSON body against the JSON limit itself. Product ids may hold "/".
+_UPLOADS = re.compile(r"^/v1/match(/image)?$|^/v1/products/.+$|^/(match-product|match-image|search)$")
 
 
 def body_limits(settings: Settings) -> Callable[[str, str], int]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodmatch.errors import (
@@ -75,6 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body("store_unavailable", reason), status_code=503, headers={"Retry-After": "1"})
         return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own refusals (no such route, wrong method) in the one error shape."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
@@ -83,11 +92,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
 class BodySizeLimit:
     """Refuses request bodies over their route's limit with 413 while they stream in, before anything reads them
-    whole. LIMIT_FOR maps (method, path) to the limit: photo uploads get megabytes, JSON bodies kilobytes."""
+    whole. LIMIT_FOR maps (method, path) to the limit: photo uploads get megabytes, JSON bodies kilobytes.
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], int]) -> None:
+    A body must also arrive within TIMEOUT_S: a client trickling bytes (or stalling half-way) would otherwise hold
+    a connection and a request's memory for as long as it likes; it gets 408 and the connection is closed."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], int], timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,30 +109,44 @@ class BodySizeLimit:
         limit = self.limit_for(scope["method"], scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, limit)
+            await _refuse(send, 413, "too_large", f"request body over the limit of {limit} bytes")
             return
         seen = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        # Why the body was cut off; set before raising, because FastAPI turns an exception while it reads a body
+        # into its own 400, and that answer is swapped for the right one below.
+        refused: list[tuple[int, str, str]] = []
 
         async def counted() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                refused.append((408, "too_slow", f"the request body did not arrive within {self.timeout_s:g} s"))
+                raise _Refused from None
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                refused.append((413, "too_large", f"request body over the limit of {limit} bytes"))
+                raise _Refused
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _refuse(send, limit)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        with contextlib.suppress(_Refused):
+            await self.app(scope, counted, unless_refused)
+        if refused:
+            await _refuse(send, *refused[0])
 
 
-async def _refuse(send: Send, limit: int) -> None:
-    response = JSONResponse(error_body("too_large", f"request body over the limit of {limit} bytes"), status_code=413)
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    headers = {"Connection": "close"} if status == 408 else None
+    response = JSONResponse(error_body(code, message), status_code=status, headers=headers)
     await response({"type": "http"}, _no_body, send)
 
 
-class _TooLarge(Exception):
+class _Refused(Exception):
     pass
 
 

@@ -74,7 +74,7 @@ class RequestContext:
             self._record(scope, status[0], time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = getattr(scope.get("route"), "path", "unmatched")  # the template: raw paths would explode labels
+        route = getattr(scope.get("route"), "path_format", "unmatched")  # the template ("{product_id}", no ":path")
         self.metrics.requests.labels(route, scope["method"], str(status)).inc()
         self.metrics.latency.labels(route, scope["method"]).observe(seconds)
         state: dict[str, Any] = scope.get("state", {})

@@ -132,6 +132,9 @@ class ImageResolver:
                 raise RowError(f"image {value!r} is a URL and URL images were not downloaded for this ingest")
             return self.downloaded(value)
         path = Path(value).expanduser()
+        if not path.is_absolute() and ".." in path.parts:
+            # a relative name is looked up under the catalog's folder, never beside or above it
+            raise RowError(f"image {value!r} leaves the catalog's folder; give a path inside it or an absolute one")
         if path.is_absolute():
             if path.is_file():
                 return path
@@ -170,6 +173,20 @@ def draft_from_fields(product_id: str, fields: dict[str, Any], images: list[Path
     return product_draft(0, product_id, name, text_parts, attributes, images, [str(path) for path in images])
 
 
+# Ids travel in URLs, logs and every store; a bound keeps a 10 kB id from becoming every store's problem.
+MAX_ID_CHARS = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_product_id(product_id: str) -> None:
+    """RowError for an id no store or URL can carry safely: control characters (NUL: PostgreSQL refuses it, a
+    newline forges log lines) or over MAX_ID_CHARS. "/", "%" and other printable characters are fine."""
+    if _CONTROL.search(product_id):
+        raise RowError(f"id {product_id[:40]!r} holds a control character")
+    if len(product_id) > MAX_ID_CHARS:
+        raise RowError(f"id is {len(product_id)} characters long; the most is {MAX_ID_CHARS}")
+
+
 def product_draft(
     line: int,
     product_id: str,
@@ -180,6 +197,7 @@ def product_draft(
     labels: list[str],
 ) -> ProductDraft:
     """The one constructor of drafts: searchable text is the name plus the text columns; empty values are dropped."""
+    check_product_id(product_id)
     text = _joined_text(name, text_parts)
     if not paths and not text:
         raise RowError("nothing to match on: no image and no name or text")

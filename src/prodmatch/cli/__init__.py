@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from prodmatch.cli import catalog, download, evaluate, keys, match, models, serve
+from prodmatch.cli import catalog, doctor, download, evaluate, keys, match, models, serve
 from prodmatch.cli.common import err
 from prodmatch.errors import ProdmatchError
 from prodmatch.stores.availability import unavailable_reason
@@ -29,6 +29,7 @@ app.command()(match.match)
 app.command()(match.feedback)
 app.command("eval")(evaluate.evaluate)
 app.command()(serve.serve)
+app.command()(doctor.doctor)
 app.add_typer(catalog.products_app, name="products")
 app.add_typer(catalog.log_app, name="log")
 app.add_typer(models.model_app, name="model")
@@ -73,7 +74,9 @@ def main() -> None:
     """Entry point: user-facing errors print one line and exit 2, never a traceback."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run finally-blocks (index saves) on kill
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(N) comes back as N in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ProdmatchError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(2)

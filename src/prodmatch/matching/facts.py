@@ -37,8 +37,9 @@ class CatalogFacts:
         self._lock = threading.RLock()  # re-entrant: one fact may be computed from another (shares from counts)
         self._cached: dict[str, Any] = {}
         self._products: LRUCache[str, Product] = LRUCache(PRODUCTS_KEPT)
-        # Vector ids are never reused, so the product a vector id belongs to never changes: owners need no refresh
-        # (a deleted vector is gone from the index, so its id is never asked about again).
+        # Which product a vector id belongs to. Forgotten on refresh like the rest: SQLite hands the highest id
+        # out again once its row is deleted, so after "delete X, add Y" X's last vector id may be Y's (a stale
+        # owner would hide Y from every answer).
         self._owners: LRUCache[int, str] = LRUCache(OWNERS_KEPT)
         # The exact scores of a query's candidates need their stored vectors (several per product with several
         # photos); popular products come back query after query.
@@ -53,6 +54,7 @@ class CatalogFacts:
         with self._lock:
             self._cached.clear()
             self._products.clear()
+            self._owners.clear()
             self._vectors.clear()
             self._generation += 1
 

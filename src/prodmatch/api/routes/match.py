@@ -64,7 +64,7 @@ async def match_both(
     request: Request,
     filters: Filters,
     image: Annotated[UploadFile, File(description="the query photo")],
-    text: Annotated[str, Form(description='what to change or stress, e.g. "but in red"')],
+    text: Annotated[str, Form(min_length=1, description='what to change or stress, e.g. "but in red"')],
     image_weight: Annotated[float, Form(ge=0.0, le=1.0, description="weight of the photo's scores")] = 0.5,
     top_k: TopK = 10,
     min_score: MinScore = None,

@@ -20,6 +20,10 @@ router = APIRouter(prefix="/v1/products", tags=["products"])
 facets_router = APIRouter(tags=["products"], dependencies=[Depends(allow("match"))])
 CanRead = [Depends(allow("match"))]
 CanWrite = [Depends(allow("admin")), Depends(single_writer)]
+# Beyond any catalog's size; bounded so the store never sees a number its integers cannot hold.
+MAX_OFFSET = 2**31 - 1
+# Ids may hold "/" (many catalogs' SKUs do): the routes take the rest of the path, so the image and thumbnail
+# routes are declared before the product itself.
 
 
 def product_out(product: Product) -> ProductOut:
@@ -30,7 +34,7 @@ def product_out(product: Product) -> ProductOut:
 async def list_products(
     state: State,
     filters: Filters,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ProductPage:
     catalog = state.catalog
@@ -46,21 +50,16 @@ async def facets(state: State) -> dict[str, Any]:
     return {"facets": await state.run(state.catalog.facts.facets)}
 
 
-@router.get("/{product_id}", response_model=ProductOut, dependencies=CanRead)
-async def get_one(state: State, product_id: str) -> ProductOut:
-    return product_out(await state.run(get_product, state.catalog, product_id))
-
-
-@router.get("/{product_id}/image", response_class=FileResponse, dependencies=CanRead)
-async def product_image(state: State, product_id: str, n: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
+@router.get("/{product_id:path}/image", response_class=FileResponse, dependencies=CanRead)
+async def product_image(state: State, product_id: str, n: Annotated[int, Query(ge=0, le=1000)] = 0) -> FileResponse:
     product = await state.run(get_product, state.catalog, product_id)
     if n >= len(product.images) or not Path(product.images[n].path).is_file():
         raise NotFoundError(f"product {product_id!r} has no image {n}")
     return FileResponse(product.images[n].path)
 
 
-@router.get("/{product_id}/thumbnail", response_class=FileResponse, dependencies=CanRead)
-async def product_thumbnail(state: State, product_id: str, n: Annotated[int, Query(ge=0)] = 0) -> FileResponse:
+@router.get("/{product_id:path}/thumbnail", response_class=FileResponse, dependencies=CanRead)
+async def product_thumbnail(state: State, product_id: str, n: Annotated[int, Query(ge=0, le=1000)] = 0) -> FileResponse:
     """A small JPEG (made at ingest; made now for images ingested before thumbnails existed)."""
     catalog = state.catalog
     product = await state.run(get_product, catalog, product_id)
@@ -74,7 +73,12 @@ async def product_thumbnail(state: State, product_id: str, n: Annotated[int, Que
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
 
-@router.put("/{product_id}", response_model=ProductOut, dependencies=CanWrite)
+@router.get("/{product_id:path}", response_model=ProductOut, dependencies=CanRead)
+async def get_one(state: State, product_id: str) -> ProductOut:
+    return product_out(await state.run(get_product, state.catalog, product_id))
+
+
+@router.put("/{product_id:path}", response_model=ProductOut, dependencies=CanWrite)
 async def put_product(
     state: State,
     product_id: str,
@@ -97,7 +101,7 @@ def _parse_fields(fields: str) -> dict[str, Any]:
     return parsed
 
 
-@router.delete("/{product_id}", status_code=204, dependencies=CanWrite)
+@router.delete("/{product_id:path}", status_code=204, dependencies=CanWrite)
 async def delete_one(state: State, product_id: str) -> Response:
     await state.run(delete_product, state.catalog, product_id)
     return Response(status_code=204)
