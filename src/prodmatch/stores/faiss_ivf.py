@@ -22,6 +22,8 @@ import numpy as np
 
 from prodmatch.config import IndexSettings
 
+_WRITE_ROWS = 16_384  # rows per write: 32 MB at 512-d
+
 
 def nlist_for(n: int) -> int:
     """About 4*sqrt(n) lists, a power of two, between 64 and 65536 (200k -> 2048, 1M -> 4096)."""
@@ -54,18 +56,24 @@ class VectorFile:
         return self.path.stat().st_size // (4 * self.dims) if self.path.exists() else 0
 
     def write(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store rows with plain positioned writes (a map would hold every written page in this process's RSS)."""
         if not len(ids):
             return
-        need = int(ids.max()) + 1
+        order = np.argsort(ids, kind="stable")
+        ids, vectors = ids[order], vectors[order]
+        need = int(ids[-1]) + 1
         if need > self.rows:
             self._map = None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as handle:
                 handle.truncate(2 ** math.ceil(math.log2(need)) * 4 * self.dims)
-        out = np.memmap(self.path, dtype=np.float32, mode="r+", shape=(self.rows, self.dims))
-        out[ids] = vectors
-        out.flush()
-        del out
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1  # runs of consecutive ids: one write each
+        with open(self.path, "r+b") as handle:
+            for run in np.split(np.arange(len(ids)), breaks):
+                for start in range(0, len(run), _WRITE_ROWS):
+                    rows = run[start : start + _WRITE_ROWS]
+                    block = np.ascontiguousarray(vectors[rows], dtype="<f4")
+                    os.pwrite(handle.fileno(), block.tobytes(), int(ids[rows[0]]) * 4 * self.dims)
 
     def view(self) -> np.ndarray:
         """A read-only map of every row (only the rows read are paged in)."""
@@ -125,7 +133,7 @@ def search_ivf(
     view = vectors.view()
     if allowed is not None and len(allowed) <= settings.ivf_exact_filter_max:
         return exact_over(view, queries, k, allowed)
-    params: Any = faiss.SearchParametersIVF()  # type: ignore[attr-defined]  # missing from faiss's hints
+    params: Any = faiss.SearchParametersIVF()
     params.nprobe = settings.ivf_nprobe
     bits = None
     if allowed is not None:
