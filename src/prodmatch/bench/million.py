@@ -162,7 +162,7 @@ def ground_truth(data: Path, warmup: int) -> None:
     vectors = np.load(data / "vectors.npy", mmap_mode="r")
     queries = np.load(data / "queries.npy")[:-warmup]
     truth = {name: exact_top(vectors, queries, allowed) for name, allowed in filters(data).items()}
-    np.savez(data / "truth.npz", **truth)
+    np.savez(data / "truth.npz", **truth)  # type: ignore[arg-type]  # numpy's hints miss **arrays
 
 
 def phase_search(data: Path, index_dir: Path, warmup: int) -> dict[str, Any]:
