@@ -1,4 +1,4 @@
-"""Store fixtures for the vector engines that only tests/stores uses (Milvus)."""
+"""Store fixtures for the vector engines that only tests/stores uses (Milvus, Chroma)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import StoreUrl
+from tests.stores.chroma_server import ChromaServer
 from tests.stores.milvus_server import MilvusServer
 
 
@@ -17,13 +18,20 @@ def milvus_server() -> Iterator[MilvusServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[ChromaServer]:
+    server = ChromaServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def store_url(store_url: StoreUrl, request: pytest.FixtureRequest) -> StoreUrl:
-    """tests/conftest.py's store_url, plus "milvus" (the server starts on first use)."""
+    """tests/conftest.py's store_url, plus "milvus" and "chroma" (each server starts on first use)."""
 
     def make(kind: str) -> str:
-        if kind == "milvus":
-            server: MilvusServer = request.getfixturevalue("milvus_server")
+        if kind in ("milvus", "chroma"):
+            server: MilvusServer | ChromaServer = request.getfixturevalue(f"{kind}_server")
             return server.url()
         return store_url(kind)
 

@@ -3,7 +3,7 @@ delete, filtered pages and matches) and must observe what the embedded defaults 
 
 The servers are real: PostgreSQL 16 + pgvector and the nx-27017 MongoDB wire-protocol server, started on
 127.0.0.1 by tests/servers.py; Qdrant runs in local mode (no server binary installs here); Milvus is milvus-lite's
-gRPC server (tests/stores/milvus_server.py)."""
+gRPC server (tests/stores/milvus_server.py); Chroma is the server the chromadb wheel ships."""
 
 from __future__ import annotations
 
@@ -132,8 +132,9 @@ def reference(
     return run_scenario(settings, myntra, folder)
 
 
-# Milvus (milvus-lite's server) joins with SQLite only: which metadata store feeds an index is covered above.
-PAIRS = [(m, v) for m in METADATA for v in VECTORS if (m, v) != ("sqlite", "faiss")] + [("sqlite", "milvus")]
+# Milvus (milvus-lite's server) and Chroma join with SQLite only: which metadata store feeds an index is covered above.
+PAIRS = [(m, v) for m in METADATA for v in VECTORS if (m, v) != ("sqlite", "faiss")]
+PAIRS += [("sqlite", "milvus"), ("sqlite", "chroma")]
 
 
 @pytest.mark.parametrize(("metadata", "vectors"), PAIRS)
