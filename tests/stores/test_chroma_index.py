@@ -14,8 +14,8 @@ from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
 from prodmatch.stores.availability import unavailable_reason
 from prodmatch.stores.chroma_filters import _where, chroma_where
-from prodmatch.stores.conditions import AnyOf, HasText, Not, NumberCompare, TextEquals
 from prodmatch.stores.chroma_index import ChromaIndex
+from prodmatch.stores.conditions import AnyOf, HasText, Not, NumberCompare, TextEquals
 from prodmatch.stores.factory import open_vector_index
 from prodmatch.stores.filters import parse_filters, searchable
 from prodmatch.stores.protocols import SearchScope
