@@ -231,7 +231,7 @@ def resolved_compose(environment: dict[str, str]) -> dict[str, Any]:
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is missing: apt-get install docker-compose (scripts/setup.sh does it)")
     result = subprocess.run(
-        ["docker-compose", "--profile", "setup", "--profile", "mongo", "--profile", "milvus", "config"],
+        ["docker-compose", *(f"--profile={p}" for p in ("setup", "mongo", "milvus", "chroma")), "config"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -270,7 +270,7 @@ def test_image_commands_are_prodmatch_commands_with_options_it_has(
 
 def test_compose_has_the_api_and_the_services_it_needs(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"export", "triton", "postgres", "mongo", "qdrant", "milvus", "api"}
+    assert set(services) == {"export", "triton", "postgres", "mongo", "qdrant", "milvus", "chroma", "api"}
     api = services["api"]
     assert (api["build"]["target"], services["export"]["build"]["target"]) == ("api", "export")
     assert {api["build"]["target"], services["export"]["build"]["target"]} <= set(STAGES)
@@ -349,3 +349,12 @@ def test_the_milvus_option_is_a_standalone_the_api_can_be_pointed_at() -> None:
     config = Path(mounts[milvus["environment"]["ETCD_CONFIG_PATH"]])
     assert config.is_file() and "listen-client-urls" in config.read_text()
     assert mounts["/var/lib/milvus"] == "milvus"  # its data outlives the container
+
+
+def test_the_chroma_option_is_a_server_the_api_can_be_pointed_at() -> None:
+    services = resolved_compose({"VECTORS_URL": "chroma://chroma:8000"})["services"]
+    vectors = services["api"]["environment"]["PRODMATCH_VECTORS_URL"]
+    assert scheme_of(vectors) in VECTOR_SCHEMES and urlsplit(vectors).hostname == "chroma"
+    chroma = services["chroma"]
+    assert chroma["image"].startswith("chromadb/chroma:") and chroma["environment"]["ANONYMIZED_TELEMETRY"] == "false"
+    assert {v.split(":")[1]: v.split(":")[0] for v in chroma["volumes"]}["/data"] == "chroma"  # the image's --path

@@ -1,5 +1,5 @@
 """Vector stores compared on synthetic data: ingest time, query p50/p95 with and without a filter, recall@10
-against exact search, for FAISS (HNSW), pgvector (HNSW), Qdrant local mode and Milvus (HNSW).
+against exact search, for FAISS (HNSW), pgvector (HNSW), Qdrant local mode, Milvus and Chroma (HNSW).
 
     python -m prodmatch.bench.vector_stores --count 100000 --stores faiss,pgvector,milvus \
         --pgvector-url pgvector://postgres@127.0.0.1:5432/bench --milvus-url milvus://127.0.0.1:19530
@@ -8,7 +8,7 @@ Vectors are clustered unit vectors (512-d, like CLIP ViT-B/32); queries are nois
 Each product has a `category` (one of 20: the filter selects ~5%) and a `price`. Servers are yours to start (the
 benchmark measures what its URLs name). FAISS is given its filter as the
 allowed-id set the metadata store would compute (the SQL lookup is not timed here); pgvector and Qdrant
-evaluate the filter inside their own search, and so does Milvus.
+evaluate the filter inside their own search, and so do Milvus and Chroma.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def main() -> None:
     parser.add_argument("--stores", default="faiss,qdrant+local")
     parser.add_argument("--pgvector-url", default="", help="pgvector://USER@HOST:PORT/DB of a server of yours")
     parser.add_argument("--milvus-url", default="", help="milvus://HOST:PORT of a server of yours")
+    parser.add_argument("--chroma-url", default="", help="chroma://HOST:PORT of a server of yours")
     args = parser.parse_args()
-    server_urls = {"pgvector": args.pgvector_url, "milvus": args.milvus_url}
+    server_urls = {"pgvector": args.pgvector_url, "milvus": args.milvus_url, "chroma": args.chroma_url}
     for kind, url in server_urls.items():
         if kind in args.stores.split(",") and not url:
             parser.error(f"--stores {kind} needs --{kind}-url")
