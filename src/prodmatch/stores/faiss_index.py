@@ -153,7 +153,8 @@ class FaissIndex:
             keep = id_mask(allowed, int(allowed.max()) + 1)
         else:
             keep = np.ones(int(faiss.vector_to_array(self._index.id_map).max()) + 1, dtype=bool)
-        keep[self._dead()[self._dead() < len(keep)]] = False
+        dead = self._dead()
+        keep[dead[dead < len(keep)]] = False
         return bitmap_selector(keep)
 
     def _params(self, selector: Any, k: int) -> Any:
