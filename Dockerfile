@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 # Every store driver and the Triton client: which ones run is chosen at run time by URL.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[serve,postgres,pgvector,mongo,qdrant,triton]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[serve,postgres,pgvector,mongo,qdrant,milvus,chroma,triton]"
 
 FROM ${PYTHON_IMAGE} AS api
 RUN useradd --create-home --uid 10001 prodmatch \

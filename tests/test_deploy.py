@@ -224,14 +224,18 @@ def run_prodmatch(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pyte
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """The resolved configuration with every profile enabled, as `docker compose config` prints it."""
+    return resolved_compose({})
+
+
+def resolved_compose(environment: dict[str, str]) -> dict[str, Any]:
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is missing: apt-get install docker-compose (scripts/setup.sh does it)")
     result = subprocess.run(
-        ["docker-compose", "--profile", "setup", "--profile", "mongo", "config"],
+        ["docker-compose", *(f"--profile={p}" for p in ("setup", "mongo", "milvus", "chroma")), "config"],
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "s3cret"},
+        env={"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "s3cret", **environment},
     )
     assert result.returncode == 0, result.stderr
     resolved: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -266,7 +270,7 @@ def test_image_commands_are_prodmatch_commands_with_options_it_has(
 
 def test_compose_has_the_api_and_the_services_it_needs(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"export", "triton", "postgres", "mongo", "qdrant", "api"}
+    assert set(services) == {"export", "triton", "postgres", "mongo", "qdrant", "milvus", "chroma", "api"}
     api = services["api"]
     assert (api["build"]["target"], services["export"]["build"]["target"]) == ("api", "export")
     assert {api["build"]["target"], services["export"]["build"]["target"]} <= set(STAGES)
@@ -328,3 +332,29 @@ def test_volumes_hold_what_the_images_write_and_read(compose: dict[str, Any]) ->
     assert volume_holding("export", out) == volume_holding("triton", out) == "models"
     assert volume_holding("api", api_env["PRODMATCH_DATA_DIR"]) == "data"
     assert set(compose["volumes"]) >= {"models", "data", "postgres", "qdrant"}
+
+
+def test_the_milvus_option_is_a_standalone_the_api_can_be_pointed_at() -> None:
+    """`--profile milvus` with VECTORS_URL=milvus://milvus:19530: a scheme prodmatch accepts, naming the service;
+    the standalone's embedded etcd reads a config file that exists in the repository."""
+    services = resolved_compose({"VECTORS_URL": "milvus://milvus:19530"})["services"]
+    vectors = services["api"]["environment"]["PRODMATCH_VECTORS_URL"]
+    assert scheme_of(vectors) in VECTOR_SCHEMES and (urlsplit(vectors).hostname, urlsplit(vectors).port) == (
+        "milvus",
+        19530,
+    )
+    milvus = services["milvus"]
+    assert milvus["command"] == ["milvus", "run", "standalone"] and milvus["environment"]["ETCD_USE_EMBED"] == "true"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in milvus["volumes"]}
+    config = Path(mounts[milvus["environment"]["ETCD_CONFIG_PATH"]])
+    assert config.is_file() and "listen-client-urls" in config.read_text()
+    assert mounts["/var/lib/milvus"] == "milvus"  # its data outlives the container
+
+
+def test_the_chroma_option_is_a_server_the_api_can_be_pointed_at() -> None:
+    services = resolved_compose({"VECTORS_URL": "chroma://chroma:8000"})["services"]
+    vectors = services["api"]["environment"]["PRODMATCH_VECTORS_URL"]
+    assert scheme_of(vectors) in VECTOR_SCHEMES and urlsplit(vectors).hostname == "chroma"
+    chroma = services["chroma"]
+    assert chroma["image"].startswith("chromadb/chroma:") and chroma["environment"]["ANONYMIZED_TELEMETRY"] == "false"
+    assert {v.split(":")[1]: v.split(":")[0] for v in chroma["volumes"]}["/data"] == "chroma"  # the image's --path

@@ -75,3 +75,15 @@ def test_qdrant_gateway_and_unavailable_statuses_are_outages(status: int) -> Non
 @pytest.mark.parametrize("status", [400, 404, 500])
 def test_other_qdrant_statuses_are_bugs_not_outages(status: int) -> None:
     assert unavailable_reason(qdrant_response(status)) is None
+
+
+def test_opening_a_milvus_index_that_is_down_is_an_outage() -> None:
+    with pytest.raises(Exception) as raised:
+        open_vector_index(f"milvus://127.0.0.1:{free_port()}", "image", 4, IndexSettings())
+    assert (unavailable_reason(raised.value) or "").startswith("Milvus unavailable: ")
+
+
+def test_other_milvus_errors_are_bugs_not_outages() -> None:
+    from pymilvus import MilvusException
+
+    assert unavailable_reason(MilvusException(code=1100, message="invalid expression")) is None

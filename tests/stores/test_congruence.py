@@ -2,7 +2,8 @@
 delete, filtered pages and matches) and must observe what the embedded defaults (SQLite + FAISS) observe.
 
 The servers are real: PostgreSQL 16 + pgvector and the nx-27017 MongoDB wire-protocol server, started on
-127.0.0.1 by tests/servers.py; Qdrant runs in local mode (no server binary installs here)."""
+127.0.0.1 by tests/servers.py; Qdrant runs in local mode (no server binary installs here); Milvus is milvus-lite's
+gRPC server (tests/stores/milvus_server.py); Chroma is the server the chromadb wheel ships."""
 
 from __future__ import annotations
 
@@ -132,9 +133,12 @@ def reference(
     return run_scenario(settings, myntra, folder)
 
 
-@pytest.mark.parametrize(
-    ("metadata", "vectors"), [(m, v) for m in METADATA for v in VECTORS if (m, v) != ("sqlite", "faiss")]
-)
+# Milvus (milvus-lite's server) and Chroma join with SQLite only: which metadata store feeds an index is covered above.
+PAIRS = [(m, v) for m in METADATA for v in VECTORS if (m, v) != ("sqlite", "faiss")]
+PAIRS += [("sqlite", "milvus"), ("sqlite", "chroma")]
+
+
+@pytest.mark.parametrize(("metadata", "vectors"), PAIRS)
 def test_store_pair_observes_what_the_defaults_observe(
     metadata: str,
     vectors: str,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from prodmatch.config import IndexSettings
+from prodmatch.config import IndexKind, IndexSettings
 from prodmatch.stores.faiss_index import FaissIndex
 from prodmatch.stores.protocols import SearchScope
 
@@ -21,7 +21,7 @@ def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
 
 
 def filled(path: Path, n: int, **settings: object) -> tuple[FaissIndex, np.ndarray]:
-    index = FaissIndex(path, DIMS, IndexSettings(**settings))  # type: ignore[arg-type]
+    index = FaissIndex(path, DIMS, IndexSettings(**settings))
     vectors = unit_vectors(n)
     index.add(np.arange(100, 100 + n), vectors)
     return index, vectors
@@ -38,8 +38,10 @@ def test_small_index_is_exact_and_switches_to_hnsw_past_the_threshold(tmp_path: 
 def test_kind_can_be_forced(tmp_path: Path) -> None:
     index, _ = filled(tmp_path / "i.faiss", 10, kind="hnsw")
     assert index.kind == "hnsw"
-    with pytest.raises(ValidationError, match="'auto', 'flat' or 'hnsw'"):  # the settings name the valid kinds
-        IndexSettings(kind="ivf")  # type: ignore[arg-type]
+    with pytest.raises(
+        ValidationError, match="'auto', 'flat', 'hnsw' or 'ivf_sq8'"
+    ):  # the settings name the valid kinds
+        IndexSettings(kind="ivf_pq")
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
@@ -68,7 +70,7 @@ def test_removed_vectors_never_come_back(tmp_path: Path, kind: str) -> None:
     _, ids = index.search(vectors[0], 5)
     assert 100 not in ids[0] and len(index) == 98 and 100 not in index.ids()
     index.save()
-    reopened = FaissIndex(tmp_path / "i.faiss", DIMS, IndexSettings(kind=kind))  # type: ignore[arg-type]
+    reopened = FaissIndex(tmp_path / "i.faiss", DIMS, IndexSettings(kind=kind))
     assert len(reopened) == 98 and 101 not in reopened.search(vectors[1], 5)[1][0]
 
 
@@ -113,3 +115,102 @@ def test_bulk_adds_build_on_several_threads_then_searches_go_back_to_one(tmp_pat
     assert faiss.omp_get_max_threads() == 1  # the search setting is back
     _scores, found = index.search(vectors[:200], 1)
     assert (found[:, 0] == np.arange(200)).mean() >= 0.99
+
+
+def clustered(n: int, dims: int = 32, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 40 centres: the shape of real embeddings, where IVF lists mean something."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dims)).astype(np.float32)
+    vectors = centres[rng.integers(0, 40, n)] + 0.5 * rng.standard_normal((n, dims)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+IVF_AT_2000 = {"exact_threshold": 500, "ivf_threshold": 2000}
+
+
+def test_auto_kind_goes_flat_then_hnsw_then_ivf_sq8_by_size(tmp_path: Path) -> None:
+    index = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(**IVF_AT_2000))
+    vectors = clustered(3000)
+    index.add(np.arange(400), vectors[:400])
+    assert index.kind == "flat"
+    index.add(np.arange(400, 1200), vectors[400:1200])
+    assert index.kind == "hnsw"
+    index.add(np.arange(1200, 3000), vectors[1200:])
+    assert index.kind == "ivf_sq8" and len(index) == 3000
+    assert np.array_equal(index.ids(), np.arange(3000))
+    assert IndexSettings(kind="ivf_sq8").kind is IndexKind.IVF_SQ8  # a setting can force it
+
+
+def test_a_bulk_load_past_the_threshold_builds_ivf_directly(tmp_path: Path) -> None:
+    index = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(**IVF_AT_2000))
+    index.add(np.arange(5000), clustered(5000))
+    assert index.kind == "ivf_sq8" and (tmp_path / "i.faiss.f32").stat().st_size >= 5000 * 32 * 4
+
+
+def recall_at_10(found: np.ndarray, vectors: np.ndarray, queries: np.ndarray, pool: np.ndarray) -> float:
+    top = min(10, len(pool))
+    exact = pool[np.argsort(-(queries @ vectors[pool].T), axis=1)[:, :top]]
+    return float(np.mean([len(set(a) & set(b)) / top for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
+
+
+def test_ivf_reranks_exactly_and_keeps_recall(tmp_path: Path) -> None:
+    vectors = clustered(6000)
+    index = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(kind="ivf_sq8"))
+    index.add(np.arange(6000), vectors)
+    queries = clustered(100, seed=7)
+    scores, ids = index.search(queries, 10)
+    assert recall_at_10(ids, vectors, queries, np.arange(6000)) >= 0.9
+    # re-ranked scores are the exact inner products (not the 8-bit approximations), best first
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", queries, vectors[ids]), rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+@pytest.mark.parametrize("every", [3, 997])  # a wide filter (bitmap inside the IVF scan) and a narrow one (exact)
+def test_ivf_filtered_search_keeps_the_filter_and_the_recall(tmp_path: Path, every: int) -> None:
+    vectors = clustered(6000)
+    settings = IndexSettings(kind="ivf_sq8", ivf_exact_filter_max=100)
+    index = FaissIndex(tmp_path / "i.faiss", 32, settings)
+    index.add(np.arange(6000), vectors)
+    allowed = np.arange(0, 6000, every)
+    queries = clustered(50, seed=3)
+    _, ids = index.search(queries, 10, SearchScope.of_ids(allowed))
+    kept = ids[ids >= 0]
+    assert set(kept.tolist()) <= set(allowed.tolist()) and (ids >= 0).sum(axis=1).min() == min(10, len(allowed))
+    assert recall_at_10(ids, vectors, queries, allowed) >= (1.0 if len(allowed) <= 100 else 0.9)
+
+
+def test_ivf_reopens_mapped_then_accepts_writes(tmp_path: Path) -> None:
+    vectors = clustered(4000)
+    index = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(kind="ivf_sq8"))
+    index.add(np.arange(3000), vectors[:3000])
+    index.save()
+    before = index.search(vectors[:20], 5)
+    reopened = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(kind="ivf_sq8"))
+    assert reopened._mapped and reopened.kind == "ivf_sq8" and len(reopened) == 3000
+    np.testing.assert_array_equal(reopened.search(vectors[:20], 5)[1], before[1])
+    reopened.add(np.arange(3000, 4000), vectors[3000:])  # FAISS cannot grow a mapped index: read in first
+    reopened.remove([0, 1, 3500])
+    assert len(reopened) == 3997 and not ({0, 1, 3500} & set(reopened.search(vectors[:2], 10)[1].ravel().tolist()))
+    assert reopened.search(vectors[3600], 1)[1][0, 0] == 3600
+    reopened.save()
+    again = FaissIndex(tmp_path / "i.faiss", 32, IndexSettings(kind="ivf_sq8"))
+    assert len(again) == 3997 and again.search(vectors[3600], 1)[1][0, 0] == 3600
+
+
+def test_tombstones_ride_in_the_index_file_and_old_npz_files_still_open(tmp_path: Path) -> None:
+    import io
+
+    import faiss
+
+    index, vectors = filled(tmp_path / "i.faiss", 200, kind="hnsw")
+    index.remove([100, 105])  # below the compaction ratio: tombstones
+    index.save()
+    assert set(FaissIndex(tmp_path / "i.faiss", DIMS, IndexSettings(kind="hnsw")).ids().tolist()).isdisjoint({100, 105})
+    legacy = tmp_path / "old.faiss"  # the np.savez format of earlier releases
+    buffer = io.BytesIO()
+    np.savez(buffer, index=faiss.serialize_index(index._index), tombstones=np.array([100, 105], dtype=np.int64))
+    legacy.write_bytes(buffer.getvalue())
+    old = FaissIndex(legacy, DIMS, IndexSettings(kind="hnsw"))
+    assert len(old) == 198 and old.search(vectors[1], 1)[1][0, 0] == 101
+    old.save()
+    assert legacy.read_bytes()[:2] != b"PK" and len(FaissIndex(legacy, DIMS, IndexSettings(kind="hnsw"))) == 198

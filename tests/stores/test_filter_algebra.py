@@ -149,7 +149,7 @@ def backend(kind: str, store_url: StoreUrl) -> Iterator[Select]:
     if kind == "python":
         with reference() as select:
             yield select
-    elif kind in ("pgvector", "qdrant+local"):
+    elif kind in ("pgvector", "qdrant+local", "milvus", "chroma"):
         with vector_index(store_url(kind)) as select:
             yield select
     else:
@@ -157,7 +157,9 @@ def backend(kind: str, store_url: StoreUrl) -> Iterator[Select]:
             yield select
 
 
-@pytest.mark.parametrize("kind", ["python", "sqlite", "postgresql", "mongodb", "pgvector", "qdrant+local"])
+@pytest.mark.parametrize(
+    "kind", ["python", "sqlite", "postgresql", "mongodb", "pgvector", "qdrant+local", "milvus", "chroma"]
+)
 def test_every_backend_selects_what_each_filter_means(kind: str, store_url: StoreUrl) -> None:
     with backend(kind, store_url) as select:
         selected = {str(expressions): select(parse_filters(expressions)) for expressions, _ in CASES}

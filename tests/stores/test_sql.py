@@ -83,3 +83,21 @@ def test_meta_round_trips_json(store: SqlMetadataStore) -> None:
     store.set_meta("model", {"name": "x", "spaces": {"image": 4}})
     assert store.get_meta("model") == {"name": "x", "spaces": {"image": 4}}
     assert store.get_meta("missing") is None
+
+
+def test_a_batch_upsert_reads_its_products_in_one_query_not_one_each(store: SqlMetadataStore) -> None:
+    from sqlalchemy import event
+
+    store.upsert([product(f"p{i}", "Red", i) for i in range(40)])
+    product_reads: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM products" in statement.replace('"', ""):
+            product_reads.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", remember)
+    store.upsert([product(f"p{i}", "Blue", i) for i in range(40)])  # 40 stored products, changed
+    event.remove(store.engine, "before_cursor_execute", remember)
+    assert 1 <= len(product_reads) <= 2, product_reads  # before: one SELECT per product
+    assert {p.attributes["colour"] for p in store.get([f"p{i}" for i in range(40)]).values()} == {"Blue"}
+    assert len(store.vector_ids("image")) == 43

@@ -1,14 +1,14 @@
 """Vector stores compared on synthetic data: ingest time, query p50/p95 with and without a filter, recall@10
-against exact search, for FAISS (HNSW), pgvector (HNSW) and Qdrant local mode.
+against exact search, for FAISS (HNSW), pgvector (HNSW), Qdrant local mode, Milvus and Chroma (HNSW).
 
-    python -m prodmatch.bench.vector_stores --count 100000 --stores faiss,pgvector \
-        --pgvector-url pgvector://postgres@127.0.0.1:5432/bench
+    python -m prodmatch.bench.vector_stores --count 100000 --stores faiss,pgvector,milvus \
+        --pgvector-url pgvector://postgres@127.0.0.1:5432/bench --milvus-url milvus://127.0.0.1:19530
 
 Vectors are clustered unit vectors (512-d, like CLIP ViT-B/32); queries are noisy copies of stored vectors.
 Each product has a `category` (one of 20: the filter selects ~5%) and a `price`. Servers are yours to start (the
 benchmark measures what its URLs name). FAISS is given its filter as the
 allowed-id set the metadata store would compute (the SQL lookup is not timed here); pgvector and Qdrant
-evaluate the filter inside their own search.
+evaluate the filter inside their own search, and so do Milvus and Chroma.
 """
 
 from __future__ import annotations
@@ -87,11 +87,9 @@ def measure(index: VectorIndex, vectors: np.ndarray, queries: np.ndarray, labels
     return row
 
 
-def open_index(kind: str, folder: Path, pgvector_url: str) -> VectorIndex:
-    url = {"faiss": f"faiss://{folder / 'faiss'}", "qdrant+local": f"qdrant+local://{folder / 'qdrant'}"}.get(
-        kind, pgvector_url
-    )
-    return open_vector_index(url, "image", DIMS, IndexSettings())
+def open_index(kind: str, folder: Path, server_urls: dict[str, str]) -> VectorIndex:
+    url = {"faiss": f"faiss://{folder / 'faiss'}", "qdrant+local": f"qdrant+local://{folder / 'qdrant'}"}.get(kind)
+    return open_vector_index(url or server_urls[kind], "image", DIMS, IndexSettings())
 
 
 def main() -> None:
@@ -100,13 +98,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--stores", default="faiss,qdrant+local")
     parser.add_argument("--pgvector-url", default="", help="pgvector://USER@HOST:PORT/DB of a server of yours")
+    parser.add_argument("--milvus-url", default="", help="milvus://HOST:PORT of a server of yours")
+    parser.add_argument("--chroma-url", default="", help="chroma://HOST:PORT of a server of yours")
     args = parser.parse_args()
-    if "pgvector" in args.stores and not args.pgvector_url:
-        parser.error("--stores pgvector needs --pgvector-url")
+    server_urls = {"pgvector": args.pgvector_url, "milvus": args.milvus_url, "chroma": args.chroma_url}
+    for kind, url in server_urls.items():
+        if kind in args.stores.split(",") and not url:
+            parser.error(f"--stores {kind} needs --{kind}-url")
     vectors, queries, labels = synthetic(args.count, args.queries)
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.stores.split(","):
-            index = open_index(kind, Path(folder), args.pgvector_url)
+            index = open_index(kind, Path(folder), server_urls)
             try:
                 print(json.dumps({"store": kind, "count": args.count, **measure(index, vectors, queries, labels)}))
             finally:

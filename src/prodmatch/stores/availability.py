@@ -12,7 +12,7 @@ def unavailable_reason(exc: BaseException) -> str | None:
     """A short reason when EXC is a store or model server being down or unreachable, else None."""
     if isinstance(exc, StoreUnavailableError | ModelServerUnavailableError):
         return str(exc)
-    for check in (_sqlalchemy, _pymongo, _qdrant):
+    for check in (_sqlalchemy, _pymongo, _qdrant, _milvus):
         if (reason := check(exc)) is not None:
             return reason
     return None
@@ -49,4 +49,15 @@ def _qdrant(exc: BaseException) -> str | None:
         isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)
     ):
         return f"Qdrant unavailable: {exc}"
+    return None
+
+
+def _milvus(exc: BaseException) -> str | None:
+    if "pymilvus" not in sys.modules:
+        return None
+    from pymilvus import MilvusException, MilvusUnavailableException
+
+    # code 2: pymilvus's CONNECT_FAILED, raised while the server cannot be reached (and while it reconnects)
+    if isinstance(exc, MilvusUnavailableException) or (isinstance(exc, MilvusException) and exc.code == 2):
+        return f"Milvus unavailable: {exc.message}"
     return None

@@ -12,9 +12,14 @@ from prodmatch.stores.protocols import MetadataStore, VectorIndex
 from prodmatch.stores.urls import family_of, require_driver, scheme_of
 
 METADATA_SCHEMES = ("sqlite", "postgresql", "mongodb")
-VECTOR_SCHEMES = ("faiss", "pgvector", "qdrant", "qdrant+https", "qdrant+local")
+VECTOR_SCHEMES = ("faiss", "pgvector", "qdrant", "qdrant+https", "qdrant+local", "milvus", "chroma")
 _DRIVERS = {"postgresql": ("psycopg", "postgres"), "mongodb": ("pymongo", "mongo")}
-_INDEX_DRIVERS = {"pgvector": ("pgvector", "pgvector"), "qdrant": ("qdrant_client", "qdrant")}
+_INDEX_DRIVERS = {
+    "pgvector": ("pgvector", "pgvector"),
+    "qdrant": ("qdrant_client", "qdrant"),
+    "milvus": ("pymilvus", "milvus"),
+    "chroma": ("chromadb", "chroma"),
+}
 
 
 def open_metadata_store(url: str) -> MetadataStore:
@@ -50,4 +55,12 @@ def open_vector_index(url: str, space: str, dims: int, settings: IndexSettings) 
         from prodmatch.stores.qdrant_index import QdrantIndex
 
         return QdrantIndex(url, space, dims, settings)
+    if scheme == "milvus":
+        from prodmatch.stores.milvus_index import MilvusIndex
+
+        return MilvusIndex(url, space, dims, settings)
+    if scheme == "chroma":
+        from prodmatch.stores.chroma_index import ChromaIndex
+
+        return ChromaIndex(url, space, dims, settings)
     raise StoreConfigError(f"unsupported vector store URL {url!r}; schemes: {', '.join(VECTOR_SCHEMES)}")

@@ -2,8 +2,9 @@
 
 Metadata: sqlite:///PATH, postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, mongodb://HOST[:PORT]/DB (mongodb+srv too).
 Vectors: faiss:///DIR, pgvector://USER[:PASSWORD]@HOST[:PORT]/DB, qdrant://HOST[:PORT] (qdrant+https:// for TLS),
-qdrant+local:///DIR. A query string passes options: ?prefix=NAME puts the tables or collections of one catalog
-under NAME (default prodmatch), ?api_key=KEY for Qdrant.
+qdrant+local:///DIR, milvus://HOST[:PORT] (a Milvus standalone or cluster; milvus-lite's server),
+chroma://HOST[:PORT] (a Chroma server). A query string passes options: ?prefix=NAME puts the tables or
+collections of one catalog under NAME (default prodmatch), ?api_key=KEY for Qdrant.
 """
 
 from __future__ import annotations

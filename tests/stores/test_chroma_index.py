@@ -1,0 +1,113 @@
+"""Chroma as a VectorIndex, against the server the chromadb wheel ships (`chroma run`) on 127.0.0.1: writes,
+search, `where` filters inside the query (negations keep records without the key), ids, a dimension mismatch, an
+outage and the recovery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from prodmatch.config import IndexSettings
+from prodmatch.errors import StoreConfigError
+from prodmatch.stores.availability import unavailable_reason
+from prodmatch.stores.chroma_filters import _where, chroma_where
+from prodmatch.stores.chroma_index import ChromaIndex
+from prodmatch.stores.conditions import AnyOf, HasText, Not, NumberCompare, TextEquals
+from prodmatch.stores.factory import open_vector_index
+from prodmatch.stores.filters import parse_filters, searchable
+from prodmatch.stores.protocols import SearchScope
+from prodmatch.stores.records import VectorLabel
+from tests.stores.chroma_server import ChromaServer
+
+DIMS = 16
+COLOURS = ("red", "blue", "green")
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, DIMS)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def labels(n: int) -> list[VectorLabel]:
+    return [VectorLabel(f"p{i}", searchable({"colour": COLOURS[i % 3], "price": i})) for i in range(n)]
+
+
+@pytest.fixture
+def index(chroma_server: ChromaServer) -> Iterator[ChromaIndex]:
+    opened = open_vector_index(chroma_server.url(), "image", DIMS, IndexSettings())
+    assert isinstance(opened, ChromaIndex)
+    yield opened
+    opened.close()
+
+
+def test_writes_then_finds_the_nearest_neighbours_with_inner_product_scores(index: ChromaIndex) -> None:
+    vectors = unit_vectors(300)
+    index.add(np.arange(300) + 1000, vectors, labels(300))
+    assert len(index) == 300 and np.array_equal(index.ids(), np.arange(300) + 1000)
+    scores, ids = index.search(vectors[:5], 3)
+    expected = np.argsort(-(vectors[:5] @ vectors.T), axis=1)[:, :3] + 1000
+    assert np.array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(vectors[:5] @ vectors.T, expected - 1000, 1), atol=1e-4)
+
+
+def test_filters_run_inside_the_query_and_follow_relabels_and_removals(index: ChromaIndex) -> None:
+    vectors = unit_vectors(90)
+    index.add(np.arange(90), vectors, labels(90))
+    scope = SearchScope(parse_filters(["colour=red", "price<30"]), lambda: pytest.fail("Chroma filters itself"))
+    _, ids = index.search(vectors[3], 20, scope)
+    assert set(ids[0][ids[0] >= 0].tolist()) == set(range(0, 30, 3))  # 10 red products under 30
+    index.relabel([1], [VectorLabel("p1", searchable({"colour": "red", "price": 1}))])
+    index.remove([0, 3])
+    _, ids = index.search(vectors[3], 20, scope)
+    assert set(ids[0][ids[0] >= 0].tolist()) == {1, *range(6, 30, 3)}
+    assert len(index) == 88
+
+
+def test_negations_become_where_forms_that_hold_without_the_key() -> None:
+    assert chroma_where(parse_filters(["price<30"])) == {"n.price": {"$lt": 30.0}}
+    # not (price < 30): price >= 30, or no price at all (the "m." presence marker is absent)
+    assert _where(Not(NumberCompare("price", "<", 30)), negated=False) == {
+        "$or": [{"n.price": {"$gte": 30.0}}, {"m.price": {"$ne": True}}]
+    }
+    # De Morgan: not (red or has a size) = not red and has no size
+    assert _where(Not(AnyOf((TextEquals("colour", "red"), HasText("size")))), negated=False) == {
+        "$and": [{"s.colour": {"$ne": "red"}}, {"h.size": {"$ne": True}}]
+    }
+    assert chroma_where([]) is None
+
+
+def test_a_collection_of_other_dimensions_is_refused(chroma_server: ChromaServer) -> None:
+    url = chroma_server.url()
+    first = open_vector_index(url, "image", DIMS, IndexSettings())
+    first.add(np.arange(2), unit_vectors(2), labels(2))
+    with pytest.raises(StoreConfigError, match="16-d vectors; this model's are 8-d"):
+        open_vector_index(url, "image", 8, IndexSettings())
+
+
+def test_a_stopped_server_is_an_outage_and_the_index_recovers_when_it_returns() -> None:
+    server = ChromaServer()  # its own server: this test stops it
+    try:
+        index = open_vector_index(server.url(), "image", DIMS, IndexSettings())
+        vectors = unit_vectors(20)
+        index.add(np.arange(20), vectors, labels(20))
+        server.stop()
+        with pytest.raises(Exception) as raised:
+            index.search(vectors[0], 3)
+        assert (unavailable_reason(raised.value) or "").startswith("Chroma unavailable at ")
+        with pytest.raises(Exception) as opening:
+            open_vector_index(server.url(), "image", DIMS, IndexSettings())
+        assert (unavailable_reason(opening.value) or "").startswith("Chroma unavailable at ")
+        server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert index.search(vectors[0], 1)[1][0, 0] == 0
+                break
+            except Exception as exc:
+                assert unavailable_reason(exc) is not None and time.monotonic() < deadline, exc
+                time.sleep(0.5)
+    finally:
+        server.close()
