@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
 from prodmatch.composition import Catalog
 from prodmatch.errors import InvalidQueryError, InvalidTextError
@@ -60,12 +61,14 @@ class MatchAnswer:
     query_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # names this answer, for feedback
 
     def as_dict(self) -> dict[str, Any]:
-        """The documented JSON: query_id, matches, model, took_ms, decision, keywords."""
+        """The documented JSON: query_id, matches, model, took_ms, decision (with its evidence), keywords, and box
+        (the region of the query photo that matched; null unless region search is on)."""
         return {
             "query_id": self.query_id,
             **self.result.as_dict(),
             "decision": None if self.decision is None else self.decision.__dict__,
             "keywords": [keyword.__dict__ for keyword in self.keywords],
+            "box": self.result.box,
         }
 
 
@@ -106,23 +109,41 @@ class Matcher:
         started = time.perf_counter()
         self.check(query)
         embedder = self.catalog.embedder()
-        image = embedder.embed_images([self.catalog.decode(query.image)])[0] if query.image is not None else None
+        photo = self.catalog.decode(query.image) if query.image is not None else None
+        image = embedder.embed_images([photo])[0] if photo is not None else None
         text = embedder.embed_texts([query.text])[0] if query.text is not None else None
-        return self.answer(query, image, text, started)
+        return self.answer(query, image, text, started, photo)
 
     def answer(
-        self, query: MatchQuery, image: np.ndarray | None, text: np.ndarray | None, started: float
+        self,
+        query: MatchQuery,
+        image: np.ndarray | None,
+        text: np.ndarray | None,
+        started: float,
+        photo: Image.Image | None = None,
     ) -> MatchAnswer:
-        """Search with the embedded query, decide on the top hit, find keywords and log it."""
+        """Search with the embedded query, decide on the top hit, find keywords and log it. PHOTO is the decoded
+        query photo when the caller has it (it is decoded again for verification otherwise)."""
         service = self.catalog.matcher
-        with self.catalog.lock:
-            result = service.match_vectors(image, text, query.top_k, query.filters, query.image_weight, started)
+        if image is not None and text is None and query.image is not None and service.verifies:
+            result = self._verified(query, image, photo, started)
+        else:
+            with self.catalog.lock:
+                result = service.match_vectors(image, text, query.top_k, query.filters, query.image_weight, started)
         if query.min_score is not None:
             result.matches = [m for m in result.matches if m.score >= query.min_score]
         answer = MatchAnswer(result, service.decide(query.space, result))
         answer.keywords = keywords([m.product for m in result.matches], self.catalog.facts.value_shares())
         self.log.record(log_entry(query, answer, self._keep_photo(query)))
         return answer
+
+    def _verified(self, query: MatchQuery, image: np.ndarray, photo: Image.Image | None, started: float) -> MatchResult:
+        """A photo-only query, its top hits verified geometrically; the photo's keypoints are found outside the
+        catalog lock (they need no index), so parallel requests overlap there."""
+        assert query.image is not None
+        keypoints = self.catalog.features.of_query(photo if photo is not None else self.catalog.decode(query.image))
+        with self.catalog.lock:
+            return self.catalog.matcher.match_verified_image(image, keypoints, query.top_k, query.filters, started)
 
     def _keep_photo(self, query: MatchQuery) -> str | None:
         """Keep the query photo, so that a person's confirmation can teach it to the product (feedback)."""

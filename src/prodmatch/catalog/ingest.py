@@ -95,6 +95,7 @@ class CatalogIngester:
         runtime: RuntimeSettings,
         batch_size: int = 32,
         save_every: int = 20,
+        image_hook: Callable[[str, Image.Image], None] | None = None,
     ) -> None:
         self.stores = stores
         self.embedder = embedder
@@ -102,6 +103,8 @@ class CatalogIngester:
         self.runtime = runtime
         self.batch_size = batch_size
         self.save_every = save_every
+        # Called with (sha256, decoded image) for every image embedded: computes its local features (verification)
+        self.image_hook = image_hook
         self._decode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode")
 
     def ingest_file(
@@ -289,6 +292,8 @@ class CatalogIngester:
         def decode(ref: ImageRef, blob: bytes) -> Image.Image:
             image = open_image(blob, label=ref.path, max_pixels=runtime.max_image_pixels, draft_short_side=short_side)
             self.files.save_thumbnail(ref.sha256, image)  # here, in the pool, while the image is at hand
+            if self.image_hook is not None:
+                self.image_hook(ref.sha256, image)
             return image
 
         pending = {

@@ -26,6 +26,7 @@ from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
+from prodmatch.matching.verification import Keypoints, LocalFeatures, fuse
 from prodmatch.models.record import ModelRecord
 from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.filters import Filter, check_keys
@@ -48,6 +49,8 @@ class MatchResult:
     model: str
     took_ms: float
     margin: float = field(default=1.0, repr=False)  # top score minus the next distinct product's: for decisions
+    inliers: int | None = field(default=None, repr=False)  # the top hit's, when the query was verified
+    box: list[float] | None = field(default=None, repr=False)  # the query photo's region that matched (0..1)
 
     def as_dict(self) -> dict[str, Any]:
         """The documented JSON shape: matches, model, took_ms."""
@@ -58,17 +61,59 @@ class MatchService:
     """Ranks the products of one catalog for embedded image and text queries, and decides match / no match."""
 
     def __init__(
-        self, stores: CatalogStores, model: ModelRecord, settings: MatchingSettings, facts: CatalogFacts
+        self,
+        stores: CatalogStores,
+        model: ModelRecord,
+        settings: MatchingSettings,
+        facts: CatalogFacts,
+        features: LocalFeatures | None = None,
     ) -> None:
         self.stores = stores
         self.model = model
         self.settings = settings
         self.facts = facts
+        self.features = features
 
     def decide(self, space: str, result: MatchResult) -> Decision | None:
         """Match / no-match for RESULT's top hit, from the catalog's calibration for SPACE ("image" or "text")."""
         top = result.matches[0].score if result.matches else None
-        return decide(self.facts.calibrations().get(space), top, result.margin)
+        return decide(self.facts.calibrations().get(space), top, result.margin, result.inliers)
+
+    @property
+    def verifies(self) -> bool:
+        """True when image queries are verified geometrically (settings.verify_depth > 0)."""
+        return self.features is not None and self.features.enabled
+
+    def match_verified_image(
+        self,
+        image: np.ndarray,
+        keypoints: Keypoints,
+        top_k: int = 10,
+        filters: Sequence[Filter] = (),
+        started: float | None = None,
+    ) -> MatchResult:
+        """An image query whose top products are re-ranked by geometric verification (matching/verification.py):
+        each verified product's score gains the inlier bonus, and the top hit's inliers go to the decision."""
+        started = time.perf_counter() if started is None else started
+        self.check_query(top_k, filters)
+        scores = self.image_query_scores(image, max(top_k, DECISION_DEPTH, self.verify_depth), filters)
+        counts = self.verify(keypoints, scores)
+        result = self._result(fuse(scores, counts), top_k, started)
+        result.inliers = counts.get(result.matches[0].id, 0) if result.matches else None
+        return result
+
+    @property
+    def verify_depth(self) -> int:
+        return self.features.depth if self.features is not None else 0
+
+    def verify(
+        self, keypoints: Keypoints, scores: dict[str, float], early_stop: bool = True, skip_sha: str | None = None
+    ) -> dict[str, int]:
+        """Inliers of the best-scoring products (up to verify_depth, in rank order) for a query's KEYPOINTS."""
+        if self.features is None:
+            return {}
+        ranked = [pid for pid, _ in rank(scores, self.features.depth)]
+        return self.features.verify(keypoints, ranked, self.facts.products, early_stop, skip_sha)
 
     def match_vectors(
         self,
