@@ -19,6 +19,7 @@ from prodmatch.matching.cache import image_key, text_key
 from prodmatch.matching.decision import Decision
 from prodmatch.matching.keywords import Keyword, keywords
 from prodmatch.matching.service import MatchResult
+from prodmatch.matching.verification import Keypoints
 from prodmatch.stores.filters import Filter
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import QueryLogEntry
@@ -125,11 +126,11 @@ class Matcher:
         """Search with the embedded query, decide on the top hit, find keywords and log it. PHOTO is the decoded
         query photo when the caller has it (it is decoded again for verification otherwise)."""
         service = self.catalog.matcher
-        if image is not None and text is None and query.image is not None and service.verifies:
-            result = self._verified(query, image, photo, started)
-        else:
-            with self.catalog.lock:
-                result = service.match_vectors(image, text, query.top_k, query.filters, query.image_weight, started)
+        keypoints = self._keypoints(query, photo) if image is not None else None
+        with self.catalog.lock:
+            result = service.match_vectors(
+                image, text, query.top_k, query.filters, query.image_weight, started, keypoints
+            )
         if query.min_score is not None:
             result.matches = [m for m in result.matches if m.score >= query.min_score]
         answer = MatchAnswer(result, service.decide(query.space, result))
@@ -137,13 +138,12 @@ class Matcher:
         self.log.record(log_entry(query, answer, self._keep_photo(query)))
         return answer
 
-    def _verified(self, query: MatchQuery, image: np.ndarray, photo: Image.Image | None, started: float) -> MatchResult:
-        """A photo-only query, its top hits verified geometrically; the photo's keypoints are found outside the
-        catalog lock (they need no index), so parallel requests overlap there."""
-        assert query.image is not None
-        keypoints = self.catalog.features.of_query(photo if photo is not None else self.catalog.decode(query.image))
-        with self.catalog.lock:
-            return self.catalog.matcher.match_verified_image(image, keypoints, query.top_k, query.filters, started)
+    def _keypoints(self, query: MatchQuery, photo: Image.Image | None) -> Keypoints | None:
+        """The query photo's local features when image queries are verified; found before the catalog lock is
+        taken (they need no index), so parallel requests overlap there."""
+        if query.image is None or not self.catalog.matcher.verifies:
+            return None
+        return self.catalog.features.of_query(photo if photo is not None else self.catalog.decode(query.image))
 
     def _keep_photo(self, query: MatchQuery) -> str | None:
         """Keep the query photo, so that a person's confirmation can teach it to the product (feedback)."""

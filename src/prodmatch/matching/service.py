@@ -84,21 +84,33 @@ class MatchService:
         """True when image queries are verified geometrically (settings.verify_depth > 0)."""
         return self.features is not None and self.features.enabled
 
-    def match_verified_image(
+    def _verified(
         self,
         image: np.ndarray,
+        text: np.ndarray | None,
         keypoints: Keypoints,
-        top_k: int = 10,
-        filters: Sequence[Filter] = (),
-        started: float | None = None,
+        top_k: int,
+        filters: Sequence[Filter],
+        image_weight: float,
+        started: float,
     ) -> MatchResult:
-        """An image query whose top products are re-ranked by geometric verification (matching/verification.py):
-        each verified product's score gains the inlier bonus, and the top hit's inliers go to the decision."""
-        started = time.perf_counter() if started is None else started
+        """A photo query (with a text or not) whose top products are re-ranked by geometric verification
+        (matching/verification.py): each verified product's image score gains its inlier bonus, and the top hit's
+        inliers go to the decision."""
         self.check_query(top_k, filters)
-        scores = self.image_query_scores(image, max(top_k, DECISION_DEPTH, self.verify_depth), filters)
-        counts = self.verify(keypoints, scores)
-        result = self._result(fuse(scores, counts), top_k, started)
+        depth = max(top_k, DECISION_DEPTH, self.verify_depth)
+        by_image = self.image_query_scores(image, depth, filters)
+        if text is not None:
+            candidates = set(by_image) | set(self.text_query_scores(text, depth, filters))
+            by_image = self.score_products("image", image, candidates)
+        counts = self.verify(keypoints, by_image)
+        scores = fuse(by_image, counts)
+        if text is not None:
+            by_text = self.score_products("text", text, set(scores))
+            scores = {
+                pid: image_weight * score + (1 - image_weight) * by_text.get(pid, 0.0) for pid, score in scores.items()
+            }
+        result = self._result(scores, top_k, started)
         result.inliers = counts.get(result.matches[0].id, 0) if result.matches else None
         return result
 
@@ -123,12 +135,15 @@ class MatchService:
         filters: Sequence[Filter] = (),
         image_weight: float = 0.5,
         started: float | None = None,
+        keypoints: Keypoints | None = None,
     ) -> MatchResult:
         """Match embedded queries: an image, a text, or both (a photo plus "but in red").
 
         Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
-        computed exactly (w = IMAGE_WEIGHT)."""
+        computed exactly (w = IMAGE_WEIGHT). With the photo's KEYPOINTS its image scores are verified first."""
         started = time.perf_counter() if started is None else started
+        if image is not None and keypoints is not None and self.verifies:
+            return self._verified(image, text, keypoints, top_k, filters, image_weight, started)
         self.check_query(top_k, filters)
         depth = max(top_k, DECISION_DEPTH)
         if image is not None and text is None:

@@ -100,7 +100,9 @@ def inliers(query: Keypoints, candidate: Keypoints) -> int:
     cv2 = _cv2()
     orb = query.kind == "orb"
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING if orb else cv2.NORM_L2)
-    own, other = (query.desc, candidate.desc) if orb else (query.desc.astype(np.float32), candidate.desc.astype(np.float32))
+    own, other = (
+        (query.desc, candidate.desc) if orb else (query.desc.astype(np.float32), candidate.desc.astype(np.float32))
+    )
     pairs = matcher.knnMatch(own, other, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < MIN_MATCHES:
