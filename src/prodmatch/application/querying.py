@@ -18,6 +18,7 @@ from prodmatch.errors import InvalidQueryError, InvalidTextError
 from prodmatch.matching.cache import image_key, text_key
 from prodmatch.matching.decision import Decision
 from prodmatch.matching.keywords import Keyword, keywords
+from prodmatch.matching.regions import WHOLE, Box, crops, proposals
 from prodmatch.matching.service import MatchResult
 from prodmatch.matching.verification import Keypoints
 from prodmatch.stores.filters import Filter
@@ -111,9 +112,10 @@ class Matcher:
         self.check(query)
         embedder = self.catalog.embedder()
         photo = self.catalog.decode(query.image) if query.image is not None else None
-        image = embedder.embed_images([photo])[0] if photo is not None else None
+        regions = self._regions(query, photo)
+        vectors = embedder.embed_images([photo, *crops(photo, regions[1:])]) if photo is not None else None
         text = embedder.embed_texts([query.text])[0] if query.text is not None else None
-        return self.answer(query, image, text, started, photo)
+        return self.answer(query, None if vectors is None else vectors[0], text, started, photo, vectors)
 
     def answer(
         self,
@@ -122,15 +124,24 @@ class Matcher:
         text: np.ndarray | None,
         started: float,
         photo: Image.Image | None = None,
+        region_vectors: np.ndarray | None = None,
     ) -> MatchAnswer:
         """Search with the embedded query, decide on the top hit, find keywords and log it. PHOTO is the decoded
-        query photo when the caller has it (it is decoded again for verification otherwise)."""
+        query photo when the caller has it (it is decoded again for verification otherwise); REGION_VECTORS, the
+        embedded regions of the photo (whole frame first) when region search is on and the caller embedded them."""
         service = self.catalog.matcher
-        keypoints = self._keypoints(query, photo) if image is not None else None
+        photo = self._photo(query, photo) if image is not None else None
+        keypoints = self._keypoints(photo)
+        regions = self._regions(query, photo)
+        if image is not None and photo is not None and len(regions) > 1 and region_vectors is None:
+            region_vectors = np.vstack([image, self.catalog.embedder().embed_images(crops(photo, regions[1:]))])
         with self.catalog.lock:
-            result = service.match_vectors(
-                image, text, query.top_k, query.filters, query.image_weight, started, keypoints
-            )
+            if len(regions) > 1 and region_vectors is not None:
+                result = service.match_regions(region_vectors, regions, keypoints, query.top_k, query.filters, started)
+            else:
+                result = service.match_vectors(
+                    image, text, query.top_k, query.filters, query.image_weight, started, keypoints
+                )
         if query.min_score is not None:
             result.matches = [m for m in result.matches if m.score >= query.min_score]
         answer = MatchAnswer(result, service.decide(query.space, result))
@@ -138,12 +149,26 @@ class Matcher:
         self.log.record(log_entry(query, answer, self._keep_photo(query)))
         return answer
 
-    def _keypoints(self, query: MatchQuery, photo: Image.Image | None) -> Keypoints | None:
+    def _photo(self, query: MatchQuery, photo: Image.Image | None) -> Image.Image | None:
+        """The decoded query photo, when verification or region search needs it."""
+        settings = self.catalog.settings.matching
+        if photo is not None or query.image is None or not (self.catalog.matcher.verifies or settings.regions):
+            return photo
+        return self.catalog.decode(query.image)
+
+    def _keypoints(self, photo: Image.Image | None) -> Keypoints | None:
         """The query photo's local features when image queries are verified; found before the catalog lock is
         taken (they need no index), so parallel requests overlap there."""
-        if query.image is None or not self.catalog.matcher.verifies:
+        if photo is None or not self.catalog.matcher.verifies:
             return None
-        return self.catalog.features.of_query(photo if photo is not None else self.catalog.decode(query.image))
+        return self.catalog.features.of_query(photo)
+
+    def _regions(self, query: MatchQuery, photo: Image.Image | None) -> list[Box]:
+        """The boxes searched for a photo-only query (whole frame first); just the whole frame without region
+        search, and for photo + text queries (the text says what to look for)."""
+        if photo is None or query.text is not None or not self.catalog.settings.matching.regions:
+            return [WHOLE]
+        return proposals(*photo.size)
 
     def _keep_photo(self, query: MatchQuery) -> str | None:
         """Keep the query photo, so that a person's confirmation can teach it to the product (feedback)."""

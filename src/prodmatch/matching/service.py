@@ -26,6 +26,7 @@ from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
+from prodmatch.matching.regions import Box, best_regions
 from prodmatch.matching.verification import Keypoints, LocalFeatures, fuse
 from prodmatch.models.record import ModelRecord
 from prodmatch.stores.catalog_stores import CatalogStores
@@ -112,6 +113,29 @@ class MatchService:
             }
         result = self._result(scores, top_k, started)
         result.inliers = counts.get(result.matches[0].id, 0) if result.matches else None
+        return result
+
+    def match_regions(
+        self,
+        vectors: np.ndarray,
+        boxes: Sequence[Box],
+        keypoints: Keypoints | None,
+        top_k: int = 10,
+        filters: Sequence[Filter] = (),
+        started: float | None = None,
+    ) -> MatchResult:
+        """A photo searched as several regions (VECTORS, one per box of BOXES; matching/regions.py): a product
+        scores as its best region, then the top products are verified against the whole photo's KEYPOINTS. The
+        result's box is the region that gave the top hit its score."""
+        started = time.perf_counter() if started is None else started
+        self.check_query(top_k, filters)
+        depth = max(top_k, DECISION_DEPTH, self.verify_depth)
+        scores, where = best_regions([self.image_query_scores(vector, depth, filters) for vector in vectors])
+        counts = self.verify(keypoints, scores) if keypoints is not None and self.verifies else None
+        result = self._result(fuse(scores, counts or {}), top_k, started)
+        if result.matches:
+            result.box = list(boxes[where[result.matches[0].id]])
+            result.inliers = None if counts is None else counts.get(result.matches[0].id, 0)
         return result
 
     @property
