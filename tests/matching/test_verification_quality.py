@@ -1,8 +1,9 @@
 """CI thresholds on hard altered photos of myntra-dev with the real offline model (slow): image Recall@1 with
 verification, and the decision's recall at >= 0.90 "no match" for photos of products held out of the catalog.
 
-Measured on this set when written (docs/benchmarks.md, "Geometric verification"): Recall@1 0.99 (0.81 without
-verification), decision recall at TNR 0.90 ~0.97. The asserted floors leave room for a smaller sample's noise."""
+Measured on this set when written (docs/benchmarks.md, "Geometric verification"): Recall@1 0.99 (0.80 without
+verification), decision recall 0.97 at TNR 0.99; this test with 40+40 queries measured 1.0 and 1.0. The asserted
+floors leave room for the smaller sample's noise."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from prodmatch.models.bundle import Bundle
 from tests.samples import KeptLog, ingest_myntra
 
 CATALOG_ROWS = 100
-QUERIES = 40  # known products asked, and as many unknown ones
+QUERIES = 20  # known products asked, and as many unknown ones
 SAME_PHOTO = 2.0  # mean 16x16 grey-level difference under which two listings show the same photo
 
 
@@ -44,7 +45,7 @@ def test_verified_photos_find_their_product_and_the_decision_tells_unknown_ones(
     images = [myntra / "images" / row["Image"] for row in rows]
     catalog: Catalog = ingest_myntra(settings, myntra, rows=CATALOG_ROWS)
     try:
-        calibrate_decisions(catalog.matcher, catalog.embedder(), sample=60)
+        calibrate_decisions(catalog.matcher, catalog.embedder(), sample=30)
         known_thumbnails = [thumbnail(path) for path in images[:CATALOG_ROWS]]
         # unknown products: later rows whose photo no catalog product shows (duplicate listings are the product)
         unknown = [
@@ -68,7 +69,6 @@ def test_verified_photos_find_their_product_and_the_decision_tells_unknown_ones(
     recall_at_1 = float(np.mean(right))
     cut = float(np.quantile(unknown_conf, 0.9))  # >= 90% of unknown products' photos are "no match" above it
     recall_at_tnr = float(np.mean([ok and conf > cut for ok, conf in zip(right, known_conf, strict=True)]))
-    print("QUALITY", recall_at_1, recall_at_tnr, cut, len(unknown))
     assert len(unknown) >= QUERIES // 2
     assert recall_at_1 >= 0.9, recall_at_1
     assert recall_at_tnr >= 0.8, (recall_at_tnr, cut)
