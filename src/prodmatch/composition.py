@@ -21,6 +21,7 @@ from prodmatch.config import CatalogLocation, Settings
 from prodmatch.errors import NotFoundError
 from prodmatch.matching.facts import CatalogFacts
 from prodmatch.matching.service import MatchService
+from prodmatch.matching.verification import LocalFeatures
 from prodmatch.models.bundle import Bundle, is_bundle
 from prodmatch.models.embedder import Embedder
 from prodmatch.models.factory import choose_default_model, create_embedder, ensure_bundle
@@ -67,10 +68,17 @@ class Catalog:
 
     @cached_property
     def matcher(self) -> MatchService:
-        return MatchService(self.stores, self.record, self.settings.matching, self.facts)
+        return MatchService(self.stores, self.record, self.settings.matching, self.facts, self.features)
+
+    @cached_property
+    def features(self) -> LocalFeatures:
+        """Catalog images' local features, for geometric verification of image queries."""
+        return LocalFeatures(self.files, self.settings.matching)
 
     def ingester(self, batch_size: int = 32) -> CatalogIngester:
-        return CatalogIngester(self.stores, self.embedder, self.files, self.settings.runtime, batch_size)
+        return CatalogIngester(
+            self.stores, self.embedder, self.files, self.settings.runtime, batch_size, image_hook=self.features.compute
+        )
 
     def embedder(self) -> Embedder:
         """The catalog's model, loaded once; refuses a bundle whose fingerprint changed."""

@@ -127,6 +127,14 @@ class MatchingSettings(BaseModel):
     # for keep_query_photos_days so that feedback can come later; then they are deleted.
     learn_from_feedback: bool = True
     keep_query_photos_days: float = Field(7.0, ge=0)
+    # Geometric verification of an image query's top verify_depth products (matching/verification.py); 0 = off.
+    # 20 reaches the global search's Recall@20 ceiling on hard photos for ~5 ms (median; p95 ~14 ms) per query.
+    verify_depth: int = Field(20, ge=0, le=100)
+    # Local features: ORB (fast, ~10 KB per image) or SIFT (~10x slower to extract; finer on small print).
+    verify_features: Literal["orb", "sift"] = "orb"
+    # Region search (matching/regions.py): also search crops of the query photo; the best region wins and its box
+    # is returned. It embeds several crops per photo, so it is off by default (docs/benchmarks.md).
+    regions: bool = False
 
 
 class DownloadSettings(BaseModel):

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prodmatch.api.app import create_app
 from prodmatch.composition import open_catalog
 from prodmatch.config import Settings
+from prodmatch.matching.verification import BONUS, STRONG
 from prodmatch.models.bundle import Bundle
 from tests.fakes import KNOWN_CALIBRATIONS, FakeEmbedders
 
@@ -67,10 +68,10 @@ def test_match_image_answers_with_its_product_and_the_calibrated_decision(
     response = client.post("/v1/match/image", files=photo(myntra, "36310"), params={"top_k": 5})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"query_id", "matches", "model", "took_ms", "decision", "keywords"}
+    assert set(body) == {"query_id", "matches", "model", "took_ms", "decision", "keywords", "box"}
     assert body["model"] == fake_bundle.manifest.name and body["took_ms"] > 0
     assert len(body["matches"]) == 5 and body["matches"][0]["id"] == "36310"
-    assert body["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # its own photo
+    assert body["matches"][0]["score"] == pytest.approx(1.0 + BONUS, abs=1e-5)  # its own photo, verified
     assert body["matches"][0]["product"]["name"] == "Mr.Men Boys Blazing Yellow T-shirt"
     scores = [m["score"] for m in body["matches"]]
     assert scores == sorted(scores, reverse=True)
@@ -79,6 +80,10 @@ def test_match_image_answers_with_its_product_and_the_calibrated_decision(
     assert body["decision"]["is_match"] is is_match is True
     assert body["decision"]["confidence"] == pytest.approx(confidence, abs=1e-4)
     assert body["decision"]["threshold"] == pytest.approx(threshold, abs=1e-5)
+    evidence = body["decision"]["evidence"]  # why: the same photo has far more than chance inliers
+    assert evidence["inliers"] >= STRONG and evidence["score"] == body["matches"][0]["score"]
+    assert evidence["margin"] == pytest.approx(body["matches"][0]["score"] - body["matches"][1]["score"], abs=1e-5)
+    assert body["box"] is None  # region search is off by default
 
 
 def test_a_photo_of_a_product_not_in_the_catalog_is_answered_but_not_a_match(
@@ -96,11 +101,13 @@ def test_text_queries_are_decided_with_the_text_calibration(client: TestClient) 
     body = client.post("/v1/match/text", json={"text": "Doodle Boys Grand Prix White Shirt", "top_k": 3}).json()
     assert ids(body)[0] == "10649"
     is_match, confidence, threshold = expected_decision("text", body["matches"])
+    margin = body["matches"][0]["score"] - body["matches"][1]["score"]
     assert body["decision"] == {
         "is_match": is_match,
         "confidence": pytest.approx(confidence, abs=1e-4),
         "threshold": pytest.approx(threshold, abs=1e-5),
         "real_verdicts": 0,
+        "evidence": {"score": body["matches"][0]["score"], "margin": pytest.approx(margin, abs=1e-5)},
     }
 
 

@@ -59,7 +59,7 @@ def test_calibration_samples_each_space_stores_its_fit_and_decides_with_it_at_on
             ("text", match_words(catalog, "Doodle Boys Grand Prix White Shirt")),
         ):
             top = result.matches[0].score
-            assert catalog.matcher.decide(space, result) == decide(fitted[space], top, result.margin)  # no stale cache
+            assert catalog.matcher.decide(space, result) == decide(fitted[space], top, result.margin, result.inliers)
 
 
 @pytest.fixture(scope="module")

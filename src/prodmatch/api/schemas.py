@@ -20,6 +20,9 @@ class DecisionOut(BaseModel):
     confidence: float = Field(description="calibrated probability that the top hit is the queried product")
     threshold: float = Field(description="top score needed for a match at this result's margin")
     real_verdicts: int = Field(0, description="people's verdicts on real queries (feedback) the calibration rests on")
+    evidence: dict[str, float] | None = Field(
+        None, description='what it was decided on: {"score", "margin"} and "inliers" for a verified photo'
+    )
 
 
 class KeywordOut(BaseModel):
@@ -35,8 +38,12 @@ class MatchResponse(BaseModel):
     took_ms: float
     decision: DecisionOut | None = Field(description="null until the catalog has been calibrated")
     keywords: list[KeywordOut]
+    box: list[float] | None = Field(
+        None, description="[x0, y0, x1, y1] of the query photo's region that matched (0..1); null without region search"
+    )
     timings: dict[str, float] | None = Field(
-        None, description="milliseconds per stage (decode, preprocess, model, search, decide, log); with ?timings=1"
+        None,
+        description="milliseconds per stage (decode, preprocess, model, verify, search, decide, log); with ?timings=1",
     )
 
 

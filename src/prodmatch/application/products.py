@@ -21,11 +21,11 @@ def get_product(catalog: Catalog, product_id: str) -> Product:
 def upsert_product(catalog: Catalog, product_id: str, fields: dict[str, Any], image: bytes | None) -> Product:
     """Create or replace PRODUCT_ID from FIELDS ("name", "description", any attributes); without IMAGE the stored
     photos are kept. A bad photo or product is refused before anything is written."""
+    existing = catalog.store.get([product_id]).get(product_id)
     if image is not None:
         catalog.decode(image)  # refuse an unusable photo before it is stored
         paths = [catalog.files.save_upload(image)]
     else:
-        existing = catalog.store.get([product_id]).get(product_id)
         paths = [Path(ref.path) for ref in existing.images] if existing else []
     try:
         draft = draft_from_fields(product_id, fields, paths)
@@ -36,6 +36,7 @@ def upsert_product(catalog: Catalog, product_id: str, fields: dict[str, Any], im
         catalog.facts.refresh()
     if report.rejected:
         raise InvalidQueryError(report.rejected[0].reason)
+    _forget_unshown(catalog, {ref.sha256 for ref in existing.images} if existing else set())
     return get_product(catalog, product_id)
 
 
@@ -50,3 +51,11 @@ def delete_product(catalog: Catalog, product_id: str) -> None:
     for ref in product.images:
         if catalog.files.is_learned(ref.path) and not catalog.store.products_with_image(ref.sha256):
             catalog.files.forget_learned(ref.sha256)
+    _forget_unshown(catalog, {ref.sha256 for ref in product.images})
+
+
+def _forget_unshown(catalog: Catalog, shas: set[str]) -> None:
+    """Delete the local features of images (of SHAS) that no product shows any more."""
+    for sha in shas:
+        if not catalog.store.products_with_image(sha):
+            catalog.files.forget_features(sha)

@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 
 from prodmatch.composition import Catalog
 from prodmatch.errors import InvalidQueryError, InvalidTextError
 from prodmatch.matching.cache import image_key, text_key
 from prodmatch.matching.decision import Decision
 from prodmatch.matching.keywords import Keyword, keywords
+from prodmatch.matching.regions import WHOLE, Box, crops, proposals
 from prodmatch.matching.service import MatchResult
+from prodmatch.matching.verification import Keypoints
 from prodmatch.stores.filters import Filter
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import QueryLogEntry
@@ -27,7 +30,7 @@ LOGGED_MATCHES = 10
 # The stages a query's time is split into (MatchAnswer.timings, the API's prodmatch_stage_seconds histogram).
 # cache: the query-embedding cache lookup (the API's; a hit skips decode, preprocess and model); search includes
 # reading the matched products' rows (the join); decide includes the keywords.
-STAGES = ("cache", "decode", "preprocess", "model", "search", "decide", "log")
+STAGES = ("cache", "decode", "preprocess", "model", "verify", "search", "decide", "log")
 
 
 class Timings:
@@ -91,12 +94,14 @@ class MatchAnswer:
     show_timings: bool = False  # the query asked for them (MatchQuery.profile)
 
     def as_dict(self) -> dict[str, Any]:
-        """The documented JSON: query_id, matches, model, took_ms, decision, keywords (+ timings when asked)."""
+        """The documented JSON: query_id, matches, model, took_ms, decision (with its evidence), keywords, box (the
+        region of the query photo that matched; null unless region search is on), and timings when asked."""
         body = {
             "query_id": self.query_id,
             **self.result.as_dict(),
             "decision": None if self.decision is None else self.decision.__dict__,
             "keywords": [keyword.__dict__ for keyword in self.keywords],
+            "box": self.result.box,
         }
         if self.show_timings:
             body["timings"] = self.timings
@@ -140,18 +145,20 @@ class Matcher:
         started, timings = time.perf_counter(), timings or Timings()
         self.check(query)
         embedder = self.catalog.embedder()
-        image = text = None
+        photo = vectors = text = None
         if query.image is not None:
             with timings.stage("decode"):
-                decoded = self.catalog.decode(query.image)
+                photo = self.catalog.decode(query.image)
+            regions = self._regions(query, photo)
             with timings.stage("preprocess"):
-                pixels = embedder.pixels([decoded])
+                pixels = embedder.pixels([photo, *crops(photo, regions[1:])])
             with timings.stage("model"):
-                image = embedder.embed_pixels(pixels)[0]
+                vectors = embedder.embed_pixels(pixels)
         if query.text is not None:
             with timings.stage("model"):
                 text = embedder.embed_texts([query.text])[0]
-        return self.answer(query, image, text, started, timings)
+        image = None if vectors is None else vectors[0]
+        return self.answer(query, image, text, started, timings, photo, vectors)
 
     def answer(
         self,
@@ -160,15 +167,24 @@ class Matcher:
         text: np.ndarray | None,
         started: float,
         timings: Timings | None = None,
+        photo: Image.Image | None = None,
+        region_vectors: np.ndarray | None = None,
     ) -> MatchAnswer:
         """Search with the embedded query, decide on the top hit, find keywords and log it. TIMINGS (the stages
-        before this one) gets search, decide and log added and goes with the answer."""
+        before this one) gets the rest added and goes with the answer. PHOTO is the decoded query photo when the
+        caller has it (it is decoded again for verification otherwise); REGION_VECTORS, the embedded regions of the
+        photo (whole frame first) when region search is on and the caller embedded them."""
         timings = timings or Timings()
-        service = self.catalog.matcher
+        with timings.stage("verify"):
+            photo = self._photo(query, photo) if image is not None else None
+            keypoints = self._keypoints(photo)
+        regions = self._regions(query, photo)
+        if image is not None and photo is not None and len(regions) > 1 and region_vectors is None:
+            with timings.stage("model"):
+                region_vectors = np.vstack([image, self.catalog.embedder().embed_images(crops(photo, regions[1:]))])
         with timings.stage("search"), self.catalog.lock:
-            result = service.match_vectors(
-                image, text, query.top_k, query.filters, query.image_weight, started, words=query.text
-            )
+            result = self._search(query, image, text, started, keypoints, regions, region_vectors)
+        service = self.catalog.matcher
         with timings.stage("decide"):
             if query.min_score is not None:
                 result.matches = [m for m in result.matches if m.score >= query.min_score]
@@ -178,6 +194,45 @@ class Matcher:
             self.log.record(log_entry(query, answer, self._keep_photo(query)))
         answer.timings, answer.show_timings = timings.rounded(), query.profile
         return answer
+
+    def _search(
+        self,
+        query: MatchQuery,
+        image: np.ndarray | None,
+        text: np.ndarray | None,
+        started: float,
+        keypoints: Keypoints | None,
+        regions: list[Box],
+        region_vectors: np.ndarray | None,
+    ) -> MatchResult:
+        """The ranked result: over the photo's regions when region search embedded them, else the whole query."""
+        service = self.catalog.matcher
+        if len(regions) > 1 and region_vectors is not None:
+            return service.match_regions(region_vectors, regions, keypoints, query.top_k, query.filters, started)
+        return service.match_vectors(
+            image, text, query.top_k, query.filters, query.image_weight, started, keypoints, words=query.text
+        )
+
+    def _photo(self, query: MatchQuery, photo: Image.Image | None) -> Image.Image | None:
+        """The decoded query photo, when verification or region search needs it."""
+        settings = self.catalog.settings.matching
+        if photo is not None or query.image is None or not (self.catalog.matcher.verifies or settings.regions):
+            return photo
+        return self.catalog.decode(query.image)
+
+    def _keypoints(self, photo: Image.Image | None) -> Keypoints | None:
+        """The query photo's local features when image queries are verified; found before the catalog lock is
+        taken (they need no index), so parallel requests overlap there."""
+        if photo is None or not self.catalog.matcher.verifies:
+            return None
+        return self.catalog.features.of_query(photo)
+
+    def _regions(self, query: MatchQuery, photo: Image.Image | None) -> list[Box]:
+        """The boxes searched for a photo-only query (whole frame first); just the whole frame without region
+        search, and for photo + text queries (the text says what to look for)."""
+        if photo is None or query.text is not None or not self.catalog.settings.matching.regions:
+            return [WHOLE]
+        return proposals(*photo.size)
 
     def _keep_photo(self, query: MatchQuery) -> str | None:
         """Keep the query photo, so that a person's confirmation can teach it to the product (feedback)."""

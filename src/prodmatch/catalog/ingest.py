@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from prodmatch.batching import batched
 from prodmatch.catalog.download_safety import redact_url
@@ -30,8 +31,10 @@ from prodmatch.catalog.schema import (
     ImageResolver,
     ProductDraft,
     RowError,
+    content_digest,
     detect_columns,
     is_url,
+    row_id,
     to_draft,
 )
 from prodmatch.config import RuntimeSettings
@@ -134,6 +137,7 @@ class CatalogIngester:
         runtime: RuntimeSettings,
         batch_size: int = 32,
         save_every: int = 20,
+        image_hook: Callable[[str, Image.Image], None] | None = None,
     ) -> None:
         self.stores = stores
         self.embedder = embedder
@@ -144,6 +148,8 @@ class CatalogIngester:
         # Decoding and resizing release the GIL, so threads use every core; the model's own threads share them.
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="decode")
         self._batches = 0
+        # Called with (sha256, decoded image) for every image embedded: computes its local features (verification)
+        self.image_hook = image_hook
 
     def ingest_file(
         self,
@@ -259,7 +265,7 @@ class CatalogIngester:
             try:
                 draft = to_draft(row.line, row.data, mapping, resolver)
             except RowError as exc:
-                report.rejected.append(Rejection(row.line, _id_of(row, mapping), str(exc)))
+                report.rejected.append(Rejection(row.line, row_id(row, mapping), str(exc)))
                 continue
             if draft.id in first_line:
                 reason = f"duplicate id {draft.id!r} (first seen on line {first_line[draft.id]}); row skipped"
@@ -321,8 +327,8 @@ class CatalogIngester:
             source = redact_url(label) if is_url(label) else None  # a feed URL stays the photo's source
             unique.setdefault(sha, (ImageRef(str(path.resolve()), sha, source_url=source), blob))
         images = [ref for ref, _blob in unique.values()]
-        embed_hash = _digest(draft.text, *unique)
-        content_hash = _digest(
+        embed_hash = content_digest(draft.text, *unique)
+        content_hash = content_digest(
             embed_hash, draft.name or "", json.dumps(draft.attributes, sort_keys=True, default=str), *draft.image_labels
         )
         product = Product(draft.id, draft.name, draft.text, draft.attributes, images, content_hash, embed_hash)
@@ -343,7 +349,8 @@ class CatalogIngester:
             # Here, in the pool, while the image is at hand; a box reduction to near the thumbnail's size first
             # makes it several times cheaper than resampling the whole photo.
             self.files.save_thumbnail(ref.sha256, image.reduce(max(1, max(image.size) // THUMBNAIL_SIDE)))
-            # The per-image step after decode: work on the full photo (local features for verification) goes here.
+            if self.image_hook is not None:  # work on the full photo: local features for verification
+                self.image_hook(ref.sha256, image)
             return _Decoded(embedder.pixels([image]), signature(image))
 
         return [
@@ -384,16 +391,3 @@ class CatalogIngester:
                 vectors.append(SpaceVectors("text", text_vectors[row : row + 1]))
             upserts.append(ProductUpsert(item.product, vectors))
         return upserts
-
-
-def _digest(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _id_of(row: RawRow, mapping: ColumnMapping) -> str | None:
-    value = row.data.get(mapping.id)
-    return None if value is None else str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -222,3 +223,18 @@ def image_values(value: Any) -> list[str]:
         return []
     values = value if isinstance(value, list) else _IMAGE_SEPARATOR.split(str(value))
     return [str(v).strip() for v in values if str(v).strip()]
+
+
+def content_digest(*parts: str) -> str:
+    """A sha256 over PARTS, each ended by NUL so that ("ab", "c") and ("a", "bc") differ."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def row_id(row: RawRow, mapping: ColumnMapping) -> str | None:
+    """The row's id as written in the catalog, for a rejection's message (None when the row has none)."""
+    value = row.data.get(mapping.id)
+    return None if value is None else str(value)

@@ -1,9 +1,17 @@
 """Calibrate a catalog's match / no-match decision on its own products (see matching.decision), and on people's
-verdicts on real queries (feedback) as they accumulate."""
+verdicts on real queries (feedback) as they accumulate.
+
+Image queries are the hard alterations (matching/hard_alterations.py: stacked blur, perspective, heavy JPEG, crops,
+backgrounds), and, when the catalog verifies image queries, every query's top products are verified as a real
+query's are, so the decision learns what inliers mean for this catalog. Negatives are what the top hit would have
+been had the product not been in the catalog: held-out products, without a second catalog."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
+from PIL import Image
 
 from prodmatch.matching.decision import (
     DECISION_KEY,
@@ -15,36 +23,42 @@ from prodmatch.matching.decision import (
     split_scores,
     to_meta,
 )
+from prodmatch.matching.hard_alterations import customer_photo_hard
 from prodmatch.matching.service import MatchService
 from prodmatch.matching.simulation import SPACES, build_queries, query_words
+from prodmatch.matching.verification import fuse
 from prodmatch.models.embedder import Embedder
-from prodmatch.stores.protocols import MetadataStore
-from prodmatch.stores.records import Product
+from prodmatch.models.preprocess import open_image
+from prodmatch.stores.records import Product, QueryLogEntry
 
 SAMPLE = 300
+# Hard photo queries cost far more than text ones (stacked alterations, then every top product verified without
+# early stop): a third of the sample gives the image decision's three weights plenty of samples.
+IMAGE_SAMPLE = 100
 SEARCH_DEPTH = 20
 MIN_SCORES = 5
 _SEED = 1  # not eval's seed: the alterations calibrated on are not the ones evaluated
+_BATCH = 32
+_SOURCE_SIDE = 800  # a customer's phone photo is rarely larger; it also keeps altering fast
 
 
 def calibrate_decisions(service: MatchService, embedder: Embedder, sample: int = SAMPLE) -> dict[str, Calibration]:
     """Fit and store one calibration per query space; spaces with too few scores are left uncalibrated."""
     products = _sample(service, sample)
     groups = service.facts.duplicate_groups()
-    verdicts = feedback_samples(service.stores.store, groups)
+    verdicts = feedback_samples(service, groups)
     calibrations: dict[str, Calibration] = {}
     for space in SPACES:
-        asked, vectors = build_queries(embedder, space, products, _SEED)
-        words = query_words(space, products, _SEED)  # text queries are scored as served: hybrid, with their words
-        rankings = [
-            # the top products, plus the exact score of the source (and its duplicates) if it ranked lower
-            {
-                **service.query_scores(space, vector, SEARCH_DEPTH, words=text),
-                **service.score_products(space, vector, groups.get(p.id, {p.id}), text),
-            }
-            for p, vector, text in zip(asked, vectors, words, strict=True)
-        ]
-        positives, negatives = split_scores(rankings, [p.id for p in asked], groups)
+        if space == "image":
+            positives, negatives = image_samples(service, embedder, products[:IMAGE_SAMPLE], groups)
+        else:
+            asked, vectors = build_queries(embedder, space, products, _SEED)
+            words = query_words(space, products, _SEED)  # text queries are scored as served: hybrid, with their words
+            rankings = [
+                _ranking(service, space, vector, groups.get(p.id, {p.id}), text)
+                for p, vector, text in zip(asked, vectors, words, strict=True)
+            ]
+            positives, negatives = split_scores(rankings, [p.id for p in asked], groups)
         if len(positives) >= MIN_SCORES and len(negatives) >= MIN_SCORES:
             calibrations[space] = fit(positives, negatives, verdicts.get(space))
     service.stores.store.set_meta(DECISION_KEY, to_meta(calibrations))
@@ -61,10 +75,51 @@ def _sample(service: MatchService, sample: int) -> list[Product]:
     return products
 
 
-def feedback_samples(store: MetadataStore, groups: dict[str, set[str]]) -> dict[str, Samples]:
-    """People's verdicts as (score, margin) samples of real queries, per query space. A query counts once, by its
-    first verdict on its top hit, or by a confirmation of another product (then its top hit was wrong); the score
-    and margin are the ones the query log recorded when the query was answered."""
+def _ranking(
+    service: MatchService, space: str, vector: np.ndarray, group: set[str], words: str | None = None
+) -> dict[str, float]:
+    """The top products, plus the exact score of the source (and its duplicates) if it ranked lower."""
+    return {
+        **service.query_scores(space, vector, SEARCH_DEPTH, words=words),
+        **service.score_products(space, vector, group, words),
+    }
+
+
+def image_samples(
+    service: MatchService, embedder: Embedder, products: Sequence[Product], groups: dict[str, set[str]]
+) -> tuple[list[Features], list[Features]]:
+    """(score, margin[, inliers]) samples of hard altered photos of PRODUCTS: positives for the source product,
+    negatives for the best other. Verification runs without its early stop, so the best other product is verified
+    as it would be were the source missing."""
+    rankings, sources, counts = [], [], []
+    for product, photo, vector in _hard_queries(embedder, [p for p in products if p.images]):
+        scores = _ranking(service, "image", vector, groups.get(product.id, {product.id}))
+        if service.verifies and service.features is not None:
+            counts.append(service.verify(service.features.of_query(photo), scores, early_stop=False))
+            scores = fuse(scores, counts[-1])
+        rankings.append(scores)
+        sources.append(product.id)
+    return split_scores(rankings, sources, groups, counts if service.verifies else None)
+
+
+def _hard_queries(embedder: Embedder, products: Sequence[Product]) -> Iterator[tuple[Product, Image.Image, np.ndarray]]:
+    """A hard altered copy of each product's first photo (query i uses the random stream [seed, i]), embedded."""
+    for start in range(0, len(products), _BATCH):
+        chunk, photos = products[start : start + _BATCH], []
+        for offset, product in enumerate(chunk):
+            source = open_image(product.images[0].path, draft_short_side=512)
+            source.thumbnail((_SOURCE_SIDE, _SOURCE_SIDE))
+            rng = np.random.default_rng([_SEED, start + offset])
+            photos.append(open_image(customer_photo_hard(source, rng)))
+        yield from zip(chunk, photos, embedder.embed_images(photos), strict=True)
+
+
+def feedback_samples(service: MatchService, groups: dict[str, set[str]]) -> dict[str, Samples]:
+    """People's verdicts as (score, margin[, inliers]) samples of real queries, per query space. A query counts
+    once, by its first verdict on its top hit, or by a confirmation of another product (then its top hit was wrong);
+    the score and margin are the ones the query log recorded when the query was answered, the inliers are counted
+    again from the kept query photo (0 once it is deleted)."""
+    store = service.stores.store
     samples: dict[str, Samples] = {}
     seen: set[str] = set()
     for verdict in store.feedback():
@@ -76,10 +131,26 @@ def feedback_samples(store: MetadataStore, groups: dict[str, set[str]]) -> dict[
         if not on_top and not verdict.is_match:
             continue  # "not this one" about a lower result says nothing about the top hit
         seen.add(verdict.query_id)
+        image = entry.modality != "text"
         features = _logged_features(entry.top_ids, entry.top_scores, groups)
-        space = samples.setdefault("text" if entry.modality == "text" else "image", Samples([], []))
+        if image and service.verifies:
+            features = (*features, float(_logged_inliers(service, entry)))
+        space = samples.setdefault("image" if image else "text", Samples([], []))
         (space.positives if on_top and verdict.is_match else space.negatives).append(features)
     return samples
+
+
+def _logged_inliers(service: MatchService, entry: QueryLogEntry) -> int:
+    """The top hit's inliers for a logged query's kept photo; the photo itself is left out of the product's images
+    (a confirmed photo is learned as one of them)."""
+    if service.features is None or entry.photo_sha is None:
+        return 0
+    path = service.features.files.query_photo(entry.photo_sha)
+    if not path.is_file():
+        return 0
+    keypoints = service.features.of_query(open_image(path, draft_short_side=512))
+    counts = service.verify(keypoints, {entry.top_ids[0]: 1.0}, early_stop=False, skip_sha=entry.photo_sha)
+    return counts.get(entry.top_ids[0], 0)
 
 
 def _logged_features(ids: list[str], scores: list[float], groups: dict[str, set[str]]) -> Features:

@@ -36,6 +36,8 @@ from prodmatch.errors import InvalidQueryError
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
 from prodmatch.matching.lexical import LexicalIndex, LexicalQuery
+from prodmatch.matching.regions import Box, best_regions
+from prodmatch.matching.verification import Keypoints, LocalFeatures, fuse
 from prodmatch.models.record import ModelRecord
 from prodmatch.stores.catalog_stores import CatalogStores
 from prodmatch.stores.filters import Filter, check_keys
@@ -58,6 +60,8 @@ class MatchResult:
     model: str
     took_ms: float
     margin: float = field(default=1.0, repr=False)  # top score minus the next distinct product's: for decisions
+    inliers: int | None = field(default=None, repr=False)  # the top hit's, when the query was verified
+    box: list[float] | None = field(default=None, repr=False)  # the query photo's region that matched (0..1)
 
     def as_dict(self) -> dict[str, Any]:
         """The documented JSON shape: matches, model, took_ms."""
@@ -68,17 +72,95 @@ class MatchService:
     """Ranks the products of one catalog for embedded image and text queries, and decides match / no match."""
 
     def __init__(
-        self, stores: CatalogStores, model: ModelRecord, settings: MatchingSettings, facts: CatalogFacts
+        self,
+        stores: CatalogStores,
+        model: ModelRecord,
+        settings: MatchingSettings,
+        facts: CatalogFacts,
+        features: LocalFeatures | None = None,
     ) -> None:
         self.stores = stores
         self.model = model
         self.settings = settings
         self.facts = facts
+        self.features = features
 
     def decide(self, space: str, result: MatchResult) -> Decision | None:
         """Match / no-match for RESULT's top hit, from the catalog's calibration for SPACE ("image" or "text")."""
         top = result.matches[0].score if result.matches else None
-        return decide(self.facts.calibrations().get(space), top, result.margin)
+        return decide(self.facts.calibrations().get(space), top, result.margin, result.inliers)
+
+    @property
+    def verifies(self) -> bool:
+        """True when image queries are verified geometrically (settings.verify_depth > 0)."""
+        return self.features is not None and self.features.enabled
+
+    def _verified(
+        self,
+        image: np.ndarray,
+        text: np.ndarray | None,
+        keypoints: Keypoints,
+        top_k: int,
+        filters: Sequence[Filter],
+        image_weight: float,
+        started: float,
+        words: str | None = None,
+    ) -> MatchResult:
+        """A photo query (with a text or not) whose top products are re-ranked by geometric verification
+        (matching/verification.py): each verified product's image score gains its inlier bonus, and the top hit's
+        inliers go to the decision. The text's WORDS make its scores hybrid, as in a lone text query."""
+        self.check_query(top_k, filters)
+        depth = max(top_k, DECISION_DEPTH, self.verify_depth)
+        by_image = self.image_query_scores(image, depth, filters)
+        if text is not None:
+            candidates = set(by_image) | set(self.text_query_scores(text, depth, filters, words))
+            by_image = self.score_products("image", image, candidates)
+        counts = self.verify(keypoints, by_image)
+        scores = fuse(by_image, counts)
+        if text is not None:
+            by_text = self.score_products("text", text, set(scores), words)
+            scores = {
+                pid: image_weight * score + (1 - image_weight) * by_text.get(pid, 0.0) for pid, score in scores.items()
+            }
+        result = self._result(scores, top_k, started)
+        result.inliers = counts.get(result.matches[0].id, 0) if result.matches else None
+        return result
+
+    def match_regions(
+        self,
+        vectors: np.ndarray,
+        boxes: Sequence[Box],
+        keypoints: Keypoints | None,
+        top_k: int = 10,
+        filters: Sequence[Filter] = (),
+        started: float | None = None,
+    ) -> MatchResult:
+        """A photo searched as several regions (VECTORS, one per box of BOXES; matching/regions.py): a product
+        scores as its best region, then the top products are verified against the whole photo's KEYPOINTS. The
+        result's box is the region that gave the top hit its score."""
+        started = time.perf_counter() if started is None else started
+        self.check_query(top_k, filters)
+        depth = max(top_k, DECISION_DEPTH, self.verify_depth)
+        scores, where = best_regions([self.image_query_scores(vector, depth, filters) for vector in vectors])
+        counts = self.verify(keypoints, scores) if keypoints is not None and self.verifies else None
+        result = self._result(fuse(scores, counts or {}), top_k, started)
+        if result.matches:
+            result.box = list(boxes[where[result.matches[0].id]])
+            result.inliers = None if counts is None else counts.get(result.matches[0].id, 0)
+        return result
+
+    @property
+    def verify_depth(self) -> int:
+        return self.features.depth if self.features is not None else 0
+
+    def verify(
+        self, keypoints: Keypoints, scores: dict[str, float], early_stop: bool = True, skip_sha: str | None = None
+    ) -> dict[str, int]:
+        """Inliers of the best-scoring products (up to verify_depth, in rank order) for a query's KEYPOINTS."""
+        if self.features is None:
+            return {}
+        ranked = [pid for pid, _ in rank(scores, self.features.depth)]
+        return self.features.verify(keypoints, ranked, self.facts.products, early_stop, skip_sha)
 
     def match_vectors(
         self,
@@ -88,14 +170,17 @@ class MatchService:
         filters: Sequence[Filter] = (),
         image_weight: float = 0.5,
         started: float | None = None,
+        keypoints: Keypoints | None = None,
         words: str | None = None,
     ) -> MatchResult:
         """Match embedded queries: an image, a text, or both (a photo plus "but in red"). WORDS, the text query's
         own words, make its text scores hybrid (lexical + dense).
 
         Both: each candidate from either search gets w * image-query score + (1 - w) * text-query score, both
-        computed exactly (w = IMAGE_WEIGHT)."""
+        computed exactly (w = IMAGE_WEIGHT). With the photo's KEYPOINTS its image scores are verified first."""
         started = time.perf_counter() if started is None else started
+        if image is not None and keypoints is not None and self.verifies:
+            return self._verified(image, text, keypoints, top_k, filters, image_weight, started, words)
         self.check_query(top_k, filters)
         depth = max(top_k, DECISION_DEPTH)
         if image is not None and text is None:

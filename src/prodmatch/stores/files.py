@@ -1,5 +1,6 @@
-"""The files a catalog keeps in its folder, whatever its stores: thumbnails (made at ingest), uploaded product photos,
-query photos kept for a while so that a confirmed one can be learned, and the learned photos themselves."""
+"""The files a catalog keeps in its folder, whatever its stores: thumbnails and local features (made at ingest),
+uploaded product photos, query photos kept for a while so that a confirmed one can be learned, and the learned photos
+themselves."""
 
 from __future__ import annotations
 
@@ -84,6 +85,27 @@ class CatalogFiles:
 
     def forget_learned(self, sha256: str) -> None:
         self.learned_photo(sha256).unlink(missing_ok=True)
+
+    def features_path(self, kind: str, sha256: str) -> Path:
+        """Local features (keypoints) of one image, for geometric verification."""
+        return self.folder / "features" / kind / sha256[:2] / f"{sha256}.bin"
+
+    def save_features(self, kind: str, sha256: str, blob: bytes) -> None:
+        target = self.features_path(kind, sha256)
+        with _partial_file(target) as partial:
+            partial.write(blob)
+        Path(partial.name).replace(target)
+
+    def load_features(self, kind: str, sha256: str) -> bytes | None:
+        try:
+            return self.features_path(kind, sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def forget_features(self, sha256: str) -> None:
+        """Delete an image's local features of every kind (when no product shows the image any more)."""
+        for kind in ("orb", "sift"):
+            self.features_path(kind, sha256).unlink(missing_ok=True)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes of each file directly in the folder (the embedded stores' files)."""

@@ -82,7 +82,9 @@ class MongoMetadataStore(MongoActivity):
 
     def products_with_image(self, sha256: str) -> list[str]:
         """Ids of the products that list the image with this SHA-256."""
-        return sorted(doc["_id"] for doc in self.products.find({"image_shas": sha256}, {"_id": 1}))
+        # $in, not equality: the same on MongoDB, and the wire servers some deployments use only match arrays so
+        query = {"image_shas": {"$in": [sha256]}}
+        return sorted(doc["_id"] for doc in self.products.find(query, {"_id": 1}))
 
     def hashes(self, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}

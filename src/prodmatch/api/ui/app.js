@@ -122,7 +122,27 @@ async function search(event) {
   }
 }
 
+// The evidence the decision rests on, in words: keypoints of the photo that the top product's photo shares.
+function why(decision) {
+  const inliers = decision.evidence && decision.evidence.inliers;
+  return inliers ? `, ${inliers} matching keypoints` : "";
+}
+
+// Frame the region of the query photo that matched (body.box, relative 0..1), or hide the frame.
+// CSSOM properties, not a style attribute: the page's CSP allows no inline style.
+function drawRegion(box) {
+  const region = $("#region");
+  region.hidden = !box || $("#preview").hidden;
+  if (region.hidden) return;
+  const [x0, y0, x1, y1] = box;
+  region.style.left = `${x0 * 100}%`;
+  region.style.top = `${y0 * 100}%`;
+  region.style.width = `${(x1 - x0) * 100}%`;
+  region.style.height = `${(y1 - y0) * 100}%`;
+}
+
 function render(body) {
+  drawRegion(body && body.box);
   const results = $("#results");
   results.replaceChildren();
   const decision = $("#decision");
@@ -134,8 +154,8 @@ function render(body) {
     const { is_match: isMatch, confidence } = body.decision;
     decision.className = `decision ${isMatch ? "yes" : "no"}`;
     decision.textContent = isMatch
-      ? `Match: “${body.matches[0].product.name}” (confidence ${(confidence * 100).toFixed(0)}%)`
-      : `No confident match in the catalog (best confidence ${(confidence * 100).toFixed(0)}%); closest products:`;
+      ? `Match: “${body.matches[0].product.name}” (confidence ${(confidence * 100).toFixed(0)}%${why(body.decision)})`
+      : `No confident match in the catalog (best confidence ${(confidence * 100).toFixed(0)}%${why(body.decision)}); closest products:`;
   } else {
     decision.className = "decision no";
     decision.textContent = "Closest products (no match threshold calibrated for this catalog yet)";
@@ -232,6 +252,7 @@ function sourceLink(url) {
 function clear() {
   state.photo = null;
   $("#preview").hidden = true;
+  $("#region").hidden = true;
   $("#drop-hint").innerHTML = "Drop a product photo, paste one, or <u>choose a file</u>";
   $("#text").value = "";
   document.querySelectorAll("[data-facet]").forEach((select) => { select.value = ""; });

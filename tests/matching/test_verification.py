@@ -1,0 +1,101 @@
+"""Geometric verification: keypoints round-trip through storage, inliers tell the same product from another, the
+top hits of hard altered photos are re-ranked by inliers, and the decision weighs inliers (fake model: fast)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prodmatch.composition import open_catalog
+from prodmatch.config import Settings
+from prodmatch.matching.calibration import calibrate_decisions
+from prodmatch.matching.decision import decide, fit
+from prodmatch.matching.hard_alterations import customer_photo_hard
+from prodmatch.matching.service import MatchResult
+from prodmatch.matching.verification import MIN_INLIERS, extract, inliers, pack, unpack
+from tests.fakes import FakeEmbedders
+from tests.samples import match_photo
+
+PRODUCTS = ["36310", "10649", "10671", "25035", "2691", "30602"]  # myntra-dev's first rows
+
+
+def hard_photo(myntra: Path, product_id: str, seed: int) -> bytes:
+    image = Image.open(myntra / "images" / f"{product_id}.jpg").convert("RGB")
+    image.thumbnail((800, 800))
+    return customer_photo_hard(image, np.random.default_rng([seed, int(product_id)]))
+
+
+def test_keypoints_survive_storage_and_count_inliers_of_the_same_product_only(myntra: Path) -> None:
+    own = Image.open(myntra / "images" / "36310.jpg")
+    stored = unpack(pack(extract(own)), "orb")
+    assert 100 <= len(stored.xy) <= 300 and stored.desc.shape == (len(stored.xy), 32)
+    altered = extract(Image.open(io.BytesIO(hard_photo(myntra, "36310", 3))))
+    other = unpack(pack(extract(Image.open(myntra / "images" / "10649.jpg"))), "orb")
+    assert inliers(altered, stored) >= 2 * MIN_INLIERS  # the print seen again, under perspective and blur
+    assert inliers(altered, other) < MIN_INLIERS  # chance matches stay below the floor
+
+
+def test_verification_reranks_hard_altered_photos_to_their_product(
+    fake_myntra: Settings, fake_embedders: FakeEmbedders, myntra: Path
+) -> None:
+    photos = {(pid, seed): hard_photo(myntra, pid, seed) for pid in PRODUCTS for seed in (1, 2)}
+    found = {}
+    for depth in (0, 20):
+        settings = fake_myntra.model_copy(deep=True)
+        settings.matching.verify_depth = depth
+        with open_catalog(settings, embedders=fake_embedders) as catalog:
+            found[depth] = {key: match_photo(catalog, photo, top_k=20) for key, photo in photos.items()}
+        groups = catalog.facts.duplicate_groups()
+
+    def right(result: MatchResult, pid: str) -> bool:  # a duplicate listing of the product counts as the product
+        return result.matches[0].id in groups.get(pid, {pid})
+
+    plain = sum(right(found[0][key], key[0]) for key in photos)
+    verified = sum(right(found[20][key], key[0]) for key in photos)
+    rescued = [key for key in photos if right(found[20][key], key[0]) and not right(found[0][key], key[0])]
+    assert verified > plain and rescued, "hard photos' products ranked below a look-alike are moved to the top"
+    assert all((found[20][key].inliers or 0) >= MIN_INLIERS for key in rescued)
+    # a top hit promoted by its inliers is the product: chance matches stay below the floor
+    assert all(right(found[20][key], key[0]) for key in photos if (found[20][key].inliers or 0) >= MIN_INLIERS)
+    assert all(result.inliers is None for result in found[0].values())  # depth 0: verification off
+
+
+def test_the_decision_weighs_inliers_when_score_and_margin_cannot_tell() -> None:
+    rng = np.random.default_rng(0)
+    scores, margins = rng.uniform(0.6, 0.9, 400), rng.uniform(0.0, 0.1, 400)
+    positives = [(s, m, n) for s, m, n in zip(scores[:200], margins[:200], rng.integers(20, 200, 200), strict=True)]
+    negatives = [(s, m, n) for s, m, n in zip(scores[200:], margins[200:], rng.integers(0, 14, 200), strict=True)]
+    calibration = fit(positives, negatives)
+    assert calibration.inlier_weight > 0 and calibration.balanced_accuracy >= 0.95
+    verified, chance = decide(calibration, 0.75, 0.05, 80), decide(calibration, 0.75, 0.05, 5)
+    assert (
+        verified is not None
+        and verified.is_match
+        and verified.evidence
+        == {
+            "score": 0.75,
+            "margin": 0.05,
+            "inliers": 80,
+        }
+    )
+    assert chance is not None and not chance.is_match
+    assert fit([(s, m) for s, m, _ in positives], [(s, m) for s, m, _ in negatives]).inlier_weight == 0.0
+
+
+def test_calibration_learns_inliers_from_verified_hard_photos(
+    fake_myntra: Settings, fake_embedders: FakeEmbedders
+) -> None:
+    with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:
+        fitted = calibrate_decisions(catalog.matcher, catalog.embedder(), sample=12)
+    assert fitted["image"].inlier_weight > 0 and fitted["text"].inlier_weight == 0.0
+
+
+@pytest.mark.parametrize("kind", ["orb", "sift"])
+def test_both_feature_kinds_verify(kind: str, myntra: Path) -> None:
+    own = unpack(pack(extract(Image.open(myntra / "images" / "36310.jpg"), kind)), kind)
+    altered = extract(Image.open(io.BytesIO(hard_photo(myntra, "36310", 5))), kind)
+    assert inliers(altered, own) >= MIN_INLIERS
