@@ -97,7 +97,7 @@ def test_match_json_is_the_documented_contract(electronics: Path, prodmatch: Pro
     run = prodmatch("match", "--text", "Adidas Puffer Jacket (Black)", "--top-k", "3", "--json")
     assert run.code == 0, run.stderr
     out = run.json()
-    assert set(out) == {"query_id", "matches", "model", "took_ms", "decision", "keywords"}  # the same answer as the API
+    assert set(out) == {"query_id", "matches", "model", "took_ms", "decision", "keywords", "box"}  # as the API
     assert out["model"] == fake_bundle.manifest.name and isinstance(out["took_ms"], float)
     assert [set(m) for m in out["matches"]] == [{"id", "score", "product"}] * 3
     first = out["matches"][0]
@@ -119,7 +119,7 @@ def test_match_by_image_with_a_numeric_filter(electronics: Path, prodmatch: Prod
 def test_match_profile_shows_milliseconds_per_stage(electronics: Path, prodmatch: Prodmatch) -> None:
     photo = electronics.parent / "images" / "Adidas-1.jpg"
     out = prodmatch("match", "--image", str(photo), "--profile", "--json").json()
-    assert list(out["timings"]) == ["decode", "preprocess", "model", "search", "decide", "log"]
+    assert list(out["timings"]) == ["decode", "preprocess", "model", "verify", "search", "decide", "log"]
     printed = prodmatch("match", "--text", "sony headphones", "--profile")
     assert printed.code == 0 and "ms per stage: model" in printed.stderr
     assert "timings" not in prodmatch("match", "--text", "sony headphones", "--json").json()

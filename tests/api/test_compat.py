@@ -82,7 +82,8 @@ def test_004_match_product_answers_the_nearest_product_and_its_distance(client: 
     assert body["result"]["distance"] == pytest.approx(0.0, abs=1e-5)  # its own photo
     other = client.post("/match-product", files=upload(myntra, "image", "10649")).json()["result"]
     best = v1_image_of(client, myntra, "10649")
-    assert other["match"]["_id"] == best["id"] and other["distance"] == pytest.approx(1.0 - best["score"], abs=1e-6)
+    assert other["match"]["_id"] == best["id"]
+    assert other["distance"] == pytest.approx(max(0.0, 1.0 - best["score"]), abs=1e-6)  # verified scores exceed 1
 
 
 def v1_image_of(client: TestClient, myntra: Path, product_id: str) -> dict[str, Any]:

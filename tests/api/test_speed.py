@@ -38,7 +38,7 @@ def test_timings_are_in_the_answer_only_when_asked(client: TestClient, myntra: P
     assert list(timed.json()["timings"]) == list(STAGES)
     assert [m["id"] for m in timed.json()["matches"]] == [m["id"] for m in plain.json()["matches"]]
     cached = client.post("/v1/match/image?timings=1", files=photo(myntra, "10054")).json()
-    assert list(cached["timings"]) == ["cache", "search", "decide", "log"]  # a hit skips decode and model
+    assert list(cached["timings"]) == ["cache", "verify", "search", "decide", "log"]  # a hit skips decode and model
     text = client.post("/v1/match/text?timings=true", json={"text": "blue jeans"}).json()
     assert list(text["timings"]) == ["cache", "model", "search", "decide", "log"]
 

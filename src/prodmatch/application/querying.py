@@ -175,9 +175,11 @@ class Matcher:
         caller has it (it is decoded again for verification otherwise); REGION_VECTORS, the embedded regions of the
         photo (whole frame first) when region search is on and the caller embedded them."""
         timings = timings or Timings()
-        with timings.stage("verify"):
-            photo = self._photo(query, photo) if image is not None else None
-            keypoints = self._keypoints(photo)
+        keypoints = None
+        if image is not None:
+            with timings.stage("verify"):
+                photo = self._photo(query, photo)
+                keypoints = self._keypoints(photo)
         regions = self._regions(query, photo)
         if image is not None and photo is not None and len(regions) > 1 and region_vectors is None:
             with timings.stage("model"):

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from prodmatch.errors import InvalidImageError
 from prodmatch.matching.decision import (
     DECISION_KEY,
     Calibration,
@@ -103,15 +104,20 @@ def image_samples(
 
 
 def _hard_queries(embedder: Embedder, products: Sequence[Product]) -> Iterator[tuple[Product, Image.Image, np.ndarray]]:
-    """A hard altered copy of each product's first photo (query i uses the random stream [seed, i]), embedded."""
+    """A hard altered copy of each product's first photo (query i uses the random stream [seed, i]), embedded.
+    A photo too small to survive its alteration (strong downscaling of a tiny image) asks no query."""
     for start in range(0, len(products), _BATCH):
-        chunk, photos = products[start : start + _BATCH], []
-        for offset, product in enumerate(chunk):
+        chunk, photos = [], []
+        for offset, product in enumerate(products[start : start + _BATCH]):
             source = open_image(product.images[0].path, draft_short_side=512)
             source.thumbnail((_SOURCE_SIDE, _SOURCE_SIDE))
-            rng = np.random.default_rng([_SEED, start + offset])
-            photos.append(open_image(customer_photo_hard(source, rng)))
-        yield from zip(chunk, photos, embedder.embed_images(photos), strict=True)
+            try:
+                photos.append(open_image(customer_photo_hard(source, np.random.default_rng([_SEED, start + offset]))))
+            except InvalidImageError:
+                continue
+            chunk.append(product)
+        if photos:
+            yield from zip(chunk, photos, embedder.embed_images(photos), strict=True)
 
 
 def feedback_samples(service: MatchService, groups: dict[str, set[str]]) -> dict[str, Samples]:

@@ -99,7 +99,8 @@ async def match_product(
         return {"status": "success", "result": {"match": None, "message": "No matches found"}}
     best = answer.result.matches[0]
     match = {"_id": best.id, **best.product}
-    return {"status": "success", "result": {"match": match, "distance": round(1.0 - best.score, 6)}}
+    # A verified score can exceed 1 (its inlier bonus); the design's distance is a cosine distance, never below 0.
+    return {"status": "success", "result": {"match": match, "distance": round(max(0.0, 1.0 - best.score), 6)}}
 
 
 def _mvp_matches(answer: MatchAnswer) -> dict[str, Any]:
@@ -198,7 +199,7 @@ def _similar_image(request: Request, match: Match, image: ImageRef | None) -> di
         "thumbnail_url": str(thumbnail),
         "source_url": source_url,
         "source_domain": source_domain,
-        "similarity": match.score,
+        "similarity": min(1.0, match.score),  # a similarity in [0, 1] as the design has it (verified scores exceed 1)
     }
 
 
