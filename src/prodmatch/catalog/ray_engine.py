@@ -76,8 +76,10 @@ class RayEmbedder:
         remote = ray.remote(ModelActor).options(
             num_cpus=cpus_per_actor, max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES
         )
-        shipped = ray.put(files)
-        self.actors: list[Any] = [remote.remote(shipped, actor_settings, factory) for _ in range(actors)]
+        # Held for the embedder's life: a restarted actor is created again from these arguments, and Ray frees an
+        # object once its owner drops the last reference to it.
+        self._shipped = ray.put(files)
+        self.actors: list[Any] = [remote.remote(self._shipped, actor_settings, factory) for _ in range(actors)]
         self._fingerprint: str = ray.get(self.actors[0].fingerprint.remote())
 
     @property
