@@ -59,7 +59,7 @@ def test_eval_queries_are_never_the_calibration_queries(products: list[Product],
     calibration_seed = 1  # matching.calibration's seed: an eval run with --seed 1 must still ask other queries
     products = [Product(p.id, f"kids blue {p.id} t-shirt cotton", "", {"colour": "Blue"}, p.images) for p in products]
     _, calibrated = build_queries(embedder, space, products, calibration_seed)
-    _, evaluated = eval_queries(embedder, space, products, calibration_seed, "easy")
+    evaluated = eval_queries(embedder, space, products, calibration_seed, "easy").vectors
     assert calibrated.shape == evaluated.shape
     same = np.isclose(np.sum(calibrated * evaluated, axis=1), 1.0, atol=1e-6)
     assert same.mean() < (0.5 if space == "text" else 0.01)  # a short text may come out the same by chance

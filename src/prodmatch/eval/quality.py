@@ -25,11 +25,10 @@ from prodmatch.application.ingesting import calibrate
 from prodmatch.catalog.ingest import ColumnOptions
 from prodmatch.composition import Catalog, open_catalog
 from prodmatch.config import CatalogLocation, Settings
-from prodmatch.eval.queries import DEFAULT_DIFFICULTY, eval_queries, eval_words
+from prodmatch.eval.queries import DEFAULT_DIFFICULTY, EvalQueries, eval_queries
 from prodmatch.eval.text_precision import text_precision
-from prodmatch.matching.decision import decide, margin_of
 from prodmatch.matching.facts import group_map
-from prodmatch.matching.service import DECISION_DEPTH, rank
+from prodmatch.matching.service import DECISION_DEPTH, MatchResult
 from prodmatch.matching.simulation import SPACES
 from prodmatch.stores.records import Product
 
@@ -90,13 +89,9 @@ def _retrieval(
     strict: dict[str, set[str]],
     request: EvalRequest,
 ) -> dict[str, Any]:
-    service = catalog.matcher
-    asked, vectors = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
-    words = eval_words(space, products, request.seed)
-    rankings = [
-        [pid for pid, _ in rank(service.query_scores(space, vector, RANK_DEPTH, words=text), RANK_DEPTH)]
-        for vector, text in zip(vectors, words, strict=True)
-    ]
+    queries = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
+    asked = queries.asked
+    rankings = [[m.id for m in ask(catalog, space, queries, i, RANK_DEPTH).matches] for i in range(len(asked))]
     return {
         **summarise(ranks_of(asked, rankings, groups)),
         "byte_identical_duplicates_only": summarise(ranks_of(asked, rankings, strict)),
@@ -152,15 +147,13 @@ def _decide_all(
     groups: dict[str, set[str]],
     request: EvalRequest,
 ) -> dict[str, float]:
-    service = catalog.matcher
-    asked, vectors = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
-    words = eval_words(space, products, request.seed)
-    calibration = catalog.facts.calibrations().get(space)
+    queries = eval_queries(catalog.embedder(), space, products, request.seed, request.difficulty)
+    asked = queries.asked
     tally = {"right": 0, "wrong": 0, "missed": 0, "false": 0}
-    for product, vector, text in zip(asked, vectors, words, strict=True):
-        scores = service.query_scores(space, vector, DECISION_DEPTH, words=text)
-        top, top_score = rank(scores, 1)[0] if scores else ("", None)
-        decision = decide(calibration, top_score, margin_of(scores, top, groups) if scores else 0.0)
+    for i, product in enumerate(asked):
+        result = ask(catalog, space, queries, i, DECISION_DEPTH)
+        top = result.matches[0].id if result.matches else ""
+        decision = catalog.matcher.decide(space, result)
         said_match = bool(decision and decision.is_match)
         if product.id in held:
             tally["false"] += said_match
@@ -169,6 +162,16 @@ def _decide_all(
         else:
             tally["missed"] += 1
     return _decision_figures(tally, len(asked))
+
+
+def ask(catalog: Catalog, space: str, queries: EvalQueries, index: int, depth: int) -> MatchResult:
+    """Query I as the service answers it: a photo verified against the top products' local features (when the
+    catalog verifies), a text scored with its words (hybrid)."""
+    service, vector = catalog.matcher, queries.vectors[index]
+    photo = queries.photos[index]
+    keypoints = catalog.features.of_query(photo) if photo is not None and service.verifies else None
+    image, text = (vector, None) if space == "image" else (None, vector)
+    return service.match_vectors(image, text, depth, keypoints=keypoints, words=queries.words[index])
 
 
 def _decision_figures(tally: dict[str, int], asked: int) -> dict[str, float]:

@@ -14,6 +14,7 @@ so whatever --seed a user picks, the decision is never fitted on the very querie
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -45,15 +46,29 @@ def query_stream(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, EVAL_STREAM, index])
 
 
+@dataclass
+class EvalQueries:
+    """The queries eval asks in one space, in order: the products asked about, their embedded queries, and the
+    altered photos (image space, for verification) or the texts' words (text space, for hybrid scoring)."""
+
+    asked: list[Product]
+    vectors: np.ndarray
+    photos: list[Image.Image | None]
+    words: list[str | None]
+
+
 def eval_queries(
     embedder: Embedder, space: str, products: Sequence[Product], seed: int, difficulty: str = DEFAULT_DIFFICULTY
-) -> tuple[list[Product], np.ndarray]:
-    """The products that get a query in SPACE ("image" or "text") and their embedded queries, in order."""
+) -> EvalQueries:
+    """The queries asked in SPACE ("image" or "text") about PRODUCTS."""
     if space == "image":
         asked = [p for p in products if p.images]
-        return asked, altered_photo_vectors(embedder, asked, seed, alteration(difficulty))
+        photos = altered_photos(asked, seed, alteration(difficulty))
+        vectors = embed_in_batches(embedder, photos)
+        return EvalQueries(asked, vectors, list(photos), [None] * len(asked))
     asked, texts = eval_texts(products, seed)
-    return asked, embedder.embed_texts(texts) if asked else np.zeros((0, 1), np.float32)
+    vectors = embedder.embed_texts(texts) if asked else np.zeros((0, 1), np.float32)
+    return EvalQueries(asked, vectors, [None] * len(asked), list(texts))
 
 
 def eval_texts(products: Sequence[Product], seed: int) -> tuple[list[Product], list[str]]:
@@ -62,23 +77,13 @@ def eval_texts(products: Sequence[Product], seed: int) -> tuple[list[Product], l
     return [p for p, text in zip(products, texts, strict=True) if text], [text for text in texts if text]
 
 
-def eval_words(space: str, products: Sequence[Product], seed: int) -> list[str | None]:
-    """The words of each query eval_queries makes for SPACE, in order (None for a photo query): a text query is
-    scored with its words (hybrid search)."""
-    if space == "image":
-        return [None] * sum(1 for p in products if p.images)
-    return list(eval_texts(products, seed)[1])
+def altered_photos(products: Sequence[Product], seed: int, alter: Alteration) -> list[Image.Image]:
+    """Decoded altered copies of each product's first photo (query i uses query_stream(seed, i))."""
+    return [open_image(altered_photo(p, query_stream(seed, i), alter)) for i, p in enumerate(products)]
 
 
-def altered_photo_vectors(embedder: Embedder, products: Sequence[Product], seed: int, alter: Alteration) -> np.ndarray:
-    """Embedded altered copies of each product's first photo (query i uses query_stream(seed, i))."""
-    rows = []
-    for span in spans(len(products), _BATCH):
-        photos = [
-            altered_photo(product, query_stream(seed, span.start + k), alter)
-            for k, product in enumerate(products[span])
-        ]
-        rows.append(embedder.embed_images([open_image(photo) for photo in photos]))
+def embed_in_batches(embedder: Embedder, photos: Sequence[Image.Image]) -> np.ndarray:
+    rows = [embedder.embed_images(photos[span]) for span in spans(len(photos), _BATCH)]
     return np.vstack(rows) if rows else np.zeros((0, 1), np.float32)
 
 
