@@ -321,14 +321,11 @@ class MatchService:
         if not per_product:
             return {}
         owners = list(per_product)
-        scores = np.concatenate([per_product[owner] for owner in owners]) @ query
-        best: dict[str, float] = {}
-        start = 0
-        for owner in owners:  # a product scores as its best vector (its best photo)
-            count = len(per_product[owner])
-            best[owner] = float(scores[start : start + count].max())
-            start += count
-        return best
+        rows = [per_product[owner] for owner in owners]
+        scores = np.concatenate(rows) @ query
+        starts = np.cumsum([0, *(len(vectors) for vectors in rows[:-1])])
+        # a product scores as its best vector (its best photo): one reduction over each product's run of rows
+        return dict(zip(owners, np.maximum.reduceat(scores, starts).tolist(), strict=True))
 
     def check_query(self, top_k: int, filters: Sequence[Filter]) -> None:
         """Raise for an out-of-range top_k or an unknown filter key (cheap: run it before embedding)."""
