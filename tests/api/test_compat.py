@@ -100,6 +100,10 @@ def test_004_errors_keep_its_detail_shape(fake_myntra: Settings, fake_embedders:
         missing = client.post("/match-product", files=upload(myntra, "file"))  # 004 names its field "image"
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "image"]
         assert client.post("/match-text", json={"text": " "}).json()["error"]["code"] == "invalid_text"  # not 004
+    with TestClient(create_app(with_serve(settings, max_upload_bytes=1000), embedders=fake_embedders)) as client:
+        too_big = client.post("/match-product", files=upload(myntra, "image"))  # refused while it streams in
+        assert too_big.status_code == 413 and "limit" in too_big.json()["detail"]
+        assert client.post("/v1/match/image", files=upload(myntra, "image")).json()["error"]["code"] == "too_large"
     with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:
         key = create_key(catalog, "match", "compat")[1]
     with TestClient(create_app(with_serve(settings, require_keys=True), embedders=fake_embedders)) as client:

@@ -74,7 +74,12 @@ def create_app(settings: Settings | None = None, embedders: EmbedderFactory = cr
     app.mount("/ui", StaticFiles(directory=ui.STATIC), name="ui")
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(BodySizeLimit, limit_for=body_limits(settings), timeout_s=settings.serve.body_timeout_s)
+    app.add_middleware(
+        BodySizeLimit,
+        limit_for=body_limits(settings),
+        timeout_s=settings.serve.body_timeout_s,
+        detail_paths=compat.DETAIL_PATHS if settings.serve.compat_routes else frozenset(),
+    )
     if settings.serve.cors_origins:
         app.add_middleware(
             CORSMiddleware,

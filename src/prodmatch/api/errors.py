@@ -95,12 +95,20 @@ class BodySizeLimit:
     whole. LIMIT_FOR maps (method, path) to the limit: photo uploads get megabytes, JSON bodies kilobytes.
 
     A body must also arrive within TIMEOUT_S: a client trickling bytes (or stalling half-way) would otherwise hold
-    a connection and a request's memory for as long as it likes; it gets 408 and the connection is closed."""
+    a connection and a request's memory for as long as it likes; it gets 408 and the connection is closed.
+    Paths in DETAIL_PATHS (a design whose clients read `{"detail": ...}`, api/routes/compat.py) get that shape."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], int], timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str, str], int],
+        timeout_s: float = 30.0,
+        detail_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
         self.timeout_s = timeout_s
+        self.detail_paths = detail_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,8 +116,9 @@ class BodySizeLimit:
             return
         limit = self.limit_for(scope["method"], scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        detail = scope["path"] in self.detail_paths
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, 413, "too_large", f"request body over the limit of {limit} bytes")
+            await _refuse(send, detail, 413, "too_large", f"request body over the limit of {limit} bytes")
             return
         seen = 0
         deadline = asyncio.get_running_loop().time() + self.timeout_s
@@ -137,12 +146,13 @@ class BodySizeLimit:
         with contextlib.suppress(_Refused):
             await self.app(scope, counted, unless_refused)
         if refused:
-            await _refuse(send, *refused[0])
+            await _refuse(send, detail, *refused[0])
 
 
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+async def _refuse(send: Send, detail: bool, status: int, code: str, message: str) -> None:
     headers = {"Connection": "close"} if status == 408 else None
-    response = JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    body = {"detail": message} if detail else error_body(code, message)
+    response = JSONResponse(body, status_code=status, headers=headers)
     await response({"type": "http"}, _no_body, send)
 
 

@@ -71,6 +71,8 @@ async def _as_detail(request: Request, exc: ProdmatchError) -> Response:
 
 
 router = APIRouter(tags=["compat"], dependencies=[Depends(allow("match"))])
+# Design 004's routes answer errors as {"detail": ...}, the body-size middleware included (api/errors.py).
+DETAIL_PATHS = frozenset({"/match-product"})
 detail_router = APIRouter(tags=["compat"], dependencies=[Depends(allow("match"))], route_class=DetailErrors)
 
 
