@@ -221,7 +221,8 @@ class SqlMetadataStore(SqlActivity):
         with self.engine.connect() as connection:
             chosen = list(connection.scalars(ids.limit(limit)))
             found = _products(connection.execute(_PRODUCT_QUERY.where(ProductRow.id.in_(chosen)))) if chosen else {}
-        return [found[product_id] for product_id in chosen]
+        # a product deleted between the two queries is left out of the page, not an error
+        return [found[product_id] for product_id in chosen if product_id in found]
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
         query = select(func.count()).select_from(ProductRow).where(*self._conditions(filters))
