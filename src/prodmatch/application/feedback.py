@@ -54,7 +54,9 @@ def _learn(catalog: Catalog, product_id: str, photo_sha: str) -> bool:
     if path is None:  # the kept query photo has expired
         return False
     with catalog.lock:
-        product = catalog.store.get([product_id])[product_id]
+        product = catalog.store.get([product_id]).get(product_id)
+        if product is None:  # deleted since the verdict was checked
+            return False
         added = catalog.ingester(batch_size=1).add_learned_photo(product, path)
         catalog.facts.refresh()
     return added
