@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from prodmatch.api.access import Gate
 from prodmatch.api.limits import RateLimiter
@@ -204,23 +205,29 @@ class AppState:
         started, timings = time.perf_counter(), Timings()
         opened = self._opened()
         await self.run(opened.matcher.check, query)
-        image = await self._embed_image(opened, query.image, timings) if query.image is not None else None
+        image, photo = (
+            await self._embed_image(opened, query.image, timings) if query.image is not None else (None, None)
+        )
         text = await self._embed_text(opened, query.text, timings) if query.text is not None else None
-        answer = await self.run(opened.matcher.answer, query, image, text, started, timings)
+        # the decoded photo goes along: verification needs it, and it is not decoded twice
+        answer = await self.run(opened.matcher.answer, query, image, text, started, timings, photo)
         self.metrics.observe_stages(answer.timings)
         return answer
 
-    async def _embed_image(self, opened: OpenCatalog, data: bytes, timings: Timings) -> np.ndarray:
+    async def _embed_image(
+        self, opened: OpenCatalog, data: bytes, timings: Timings
+    ) -> tuple[np.ndarray, Image.Image | None]:
+        """The photo's vector, and the decoded photo unless the vector came from the cache."""
         key = image_key(data)
         with timings.stage("cache"):
             cached = self._cached(key)
         if cached is not None:
-            return cached
-        pixels = await self.run(self._pixels, opened.catalog, data, timings)  # decode + resize on a worker
+            return cached, None
+        pixels, photo = await self.run(self._pixels, opened.catalog, data, timings)  # decode + resize on a worker
         with timings.stage("model"):  # includes the wait for the batch's other queries and the model thread
             vector = await self._in_time(opened.image_batcher.embed(pixels))
         self.cache.put(key, vector)
-        return vector
+        return vector, photo
 
     async def _embed_text(self, opened: OpenCatalog, text: str, timings: Timings) -> np.ndarray:
         check_text(text, self.settings.serve.max_text_chars)
@@ -244,11 +251,11 @@ class AppState:
             raise ModelTimeoutError(f"the model did not answer within {limit:g} s; try again") from exc
 
     @staticmethod
-    def _pixels(catalog: Catalog, data: bytes, timings: Timings) -> np.ndarray:
+    def _pixels(catalog: Catalog, data: bytes, timings: Timings) -> tuple[np.ndarray, Image.Image]:
         with timings.stage("decode"):
             image = catalog.decode(data)
         with timings.stage("preprocess"):
-            return catalog.embedder().pixels([image])
+            return catalog.embedder().pixels([image]), image
 
     def _cached(self, key: str) -> np.ndarray | None:
         # On the event loop, even for Redis: a loopback GET is ~0.1 ms, less than a hop to a worker thread, and
