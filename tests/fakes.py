@@ -26,14 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from prodmatch.config import Settings
 from prodmatch.errors import InvalidTextError, ModelServerUnavailableError
 from prodmatch.matching.decision import Calibration
 from prodmatch.models.bundle import IMAGE_GRAPH, TEXT_GRAPH, TOKENIZER_FILE, Bundle, Manifest, write_manifest
-from prodmatch.models.embedder import l2_normalise
-from prodmatch.models.preprocess import to_tensor
+from prodmatch.models.embedder import ManifestEmbedder, l2_normalise
 from prodmatch.models.registry import ImageTowerSpec, Preprocess, TextTowerSpec
 
 FAKE_FAMILY = "fake"
@@ -86,7 +84,7 @@ def word_vector(word: str, dims: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
 
 
-class FakeEmbedder:
+class FakeEmbedder(ManifestEmbedder):
     """The Embedder protocol, deterministic and fast; it records its calls and can be made to fail.
 
     calls: ("image" | "text", batch size) per call, in order. Set `down` to a reason to make it behave like an
@@ -99,24 +97,6 @@ class FakeEmbedder:
         self.delay_s = 0.0
         self.closed = False
         self._lock = threading.Lock()
-
-    @property
-    def fingerprint(self) -> str:
-        return self.manifest.fingerprint
-
-    @property
-    def dims(self) -> dict[str, int]:
-        return self.manifest.spaces
-
-    @property
-    def shared_space(self) -> bool:
-        return self.manifest.shared_space
-
-    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return to_tensor(images, self.manifest.image.preprocess)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.embed_pixels(self.pixels(images))
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         self._call("image", len(pixels))

@@ -98,24 +98,32 @@ class PostgresServer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class MongoWireServer:
-    """nx-27017 on a free loopback port, one SQLite file per database in a temporary folder."""
+class ProcessServer:
+    """A server process on a free loopback port with its files in a temporary folder (log included): stop() and
+    start() again keep the port and the data, which is what the outage-and-recovery tests need."""
+
+    folder_prefix = "prodmatch-server-"
+    ready_within_s = 60.0
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="prodmatch-nx-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=self.folder_prefix))
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self.start()
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def wait_until_ready(self) -> None:
+        _wait_for_port(self.port, self.ready_within_s)
+
     def start(self) -> None:
-        command = [
-            str(Path(sys.executable).with_name("nx-27017")),
-            *("--data-dir", str(self.folder / "data"), "--host", "127.0.0.1", "-p", str(self.port)),
-            *("--log-file", str(self.folder / "log"), "--pid-file", str(self.folder / "pid")),
-        ]
-        (self.folder / "data").mkdir(exist_ok=True)
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_port(self.port, 30)
+        with open(self.folder / "log", "ab") as log:
+            self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        self.wait_until_ready()
+
+    def log_tail(self, chars: int = 500) -> str:
+        return (self.folder / "log").read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         if self._process is not None:
@@ -123,14 +131,44 @@ class MongoWireServer:
             self._process.wait(timeout=30)
             self._process = None
 
-    def url(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
-
     def close(self) -> None:
         try:
             self.stop()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CollectionServer(ProcessServer):
+    """A vector-engine server (Milvus, Chroma) handing each test a URL with a collection prefix of its own: every
+    test starts with empty collections on one server started once."""
+
+    scheme = ""
+
+    def __init__(self) -> None:
+        self._names = 0
+        super().__init__()
+
+    def url(self) -> str:
+        self._names += 1
+        return f"{self.scheme}://127.0.0.1:{self.port}?prefix=t{self._names}"
+
+
+class MongoWireServer(ProcessServer):
+    """nx-27017 on a free loopback port, one SQLite file per database in a temporary folder."""
+
+    folder_prefix = "prodmatch-nx-"
+    ready_within_s = 30.0
+
+    def command(self) -> list[str]:
+        (self.folder / "data").mkdir(exist_ok=True)
+        return [
+            str(Path(sys.executable).with_name("nx-27017")),
+            *("--data-dir", str(self.folder / "data"), "--host", "127.0.0.1", "-p", str(self.port)),
+            *("--log-file", str(self.folder / "server.log"), "--pid-file", str(self.folder / "pid")),
+        ]
+
+    def url(self, database: str) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{database}"
 
 
 class RedisServer:

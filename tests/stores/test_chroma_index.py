@@ -4,7 +4,6 @@ outage and the recovery."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,18 +20,7 @@ from prodmatch.stores.filters import parse_filters, searchable
 from prodmatch.stores.protocols import SearchScope
 from prodmatch.stores.records import VectorLabel
 from tests.stores.chroma_server import ChromaServer
-
-DIMS = 16
-COLOURS = ("red", "blue", "green")
-
-
-def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((n, DIMS)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def labels(n: int) -> list[VectorLabel]:
-    return [VectorLabel(f"p{i}", searchable({"colour": COLOURS[i % 3], "price": i})) for i in range(n)]
+from tests.stores.vector_samples import DIMS, check_outage_and_recovery, labels, unit_vectors
 
 
 @pytest.fixture
@@ -89,25 +77,13 @@ def test_a_collection_of_other_dimensions_is_refused(chroma_server: ChromaServer
 
 def test_a_stopped_server_is_an_outage_and_the_index_recovers_when_it_returns() -> None:
     server = ChromaServer()  # its own server: this test stops it
-    try:
-        index = open_vector_index(server.url(), "image", DIMS, IndexSettings())
-        vectors = unit_vectors(20)
-        index.add(np.arange(20), vectors, labels(20))
-        server.stop()
-        with pytest.raises(Exception) as raised:
-            index.search(vectors[0], 3)
-        assert (unavailable_reason(raised.value) or "").startswith("Chroma unavailable at ")
+
+    def opening_is_an_outage_too() -> None:
         with pytest.raises(Exception) as opening:
             open_vector_index(server.url(), "image", DIMS, IndexSettings())
         assert (unavailable_reason(opening.value) or "").startswith("Chroma unavailable at ")
-        server.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert index.search(vectors[0], 1)[1][0, 0] == 0
-                break
-            except Exception as exc:
-                assert unavailable_reason(exc) is not None and time.monotonic() < deadline, exc
-                time.sleep(0.5)
+
+    try:
+        check_outage_and_recovery(server, "Chroma unavailable at ", while_down=opening_is_an_outage_too)
     finally:
         server.close()

@@ -11,13 +11,7 @@ from pydantic import ValidationError
 from prodmatch.config import IndexKind, IndexSettings
 from prodmatch.stores.faiss_index import FaissIndex
 from prodmatch.stores.protocols import SearchScope
-
-DIMS = 16
-
-
-def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((n, DIMS)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+from tests.stores.vector_samples import DIMS, unit_vectors
 
 
 def filled(path: Path, n: int, **settings: object) -> tuple[FaissIndex, np.ndarray]:

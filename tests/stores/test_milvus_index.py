@@ -10,7 +10,6 @@ import pytest
 
 from prodmatch.config import IndexSettings
 from prodmatch.errors import StoreConfigError
-from prodmatch.stores.availability import unavailable_reason
 from prodmatch.stores.conditions import Not, TextEquals, translate
 from prodmatch.stores.factory import open_vector_index
 from prodmatch.stores.filters import parse_filters, searchable
@@ -19,18 +18,7 @@ from prodmatch.stores.milvus_index import MilvusIndex
 from prodmatch.stores.protocols import SearchScope
 from prodmatch.stores.records import VectorLabel
 from tests.stores.milvus_server import MilvusServer
-
-DIMS = 16
-COLOURS = ("red", "blue", "green")
-
-
-def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((n, DIMS)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-def labels(n: int) -> list[VectorLabel]:
-    return [VectorLabel(f"p{i}", searchable({"colour": COLOURS[i % 3], "price": i})) for i in range(n)]
+from tests.stores.vector_samples import DIMS, check_outage_and_recovery, labels, unit_vectors
 
 
 @pytest.fixture
@@ -82,30 +70,6 @@ def test_a_collection_of_other_dimensions_is_refused(milvus_server: MilvusServer
 def test_a_stopped_server_is_an_outage_and_the_index_recovers_when_it_returns() -> None:
     server = MilvusServer()  # its own server: this test stops it
     try:
-        index = open_vector_index(server.url(), "image", DIMS, IndexSettings())
-        vectors = unit_vectors(20)
-        index.add(np.arange(20), vectors, labels(20))
-        index.save()
-        server.stop()
-        with pytest.raises(Exception) as raised:
-            index.search(vectors[0], 3)
-        assert (unavailable_reason(raised.value) or "").startswith("Milvus unavailable: ")
-        server.start()
-        assert recovered(index, vectors[0])
-        index.close()
+        check_outage_and_recovery(server, "Milvus unavailable: ")
     finally:
         server.close()
-
-
-def recovered(index: object, query: np.ndarray, within_s: float = 60) -> bool:
-    """gRPC reconnects with a back-off: the index answers again within seconds of the server's return."""
-    import time
-
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            return bool(index.search(query, 1)[1][0, 0] == 0)  # type: ignore[attr-defined]
-        except Exception as exc:  # only outages may happen meanwhile
-            assert unavailable_reason(exc) is not None, exc
-            time.sleep(0.5)
-    return False

@@ -17,13 +17,11 @@ from typing import Any
 
 import numpy as np
 import ray
-from PIL import Image
 
 from prodmatch.config import Settings
 from prodmatch.models.bundle import Bundle, Manifest
-from prodmatch.models.embedder import Embedder
+from prodmatch.models.embedder import Embedder, ManifestEmbedder
 from prodmatch.models.factory import create_embedder
-from prodmatch.models.preprocess import to_tensor
 
 Factory = Callable[[Bundle, Settings], Embedder]
 MAX_RESTARTS = 4
@@ -62,7 +60,7 @@ class ModelActor:
         return os.getpid()
 
 
-class RayEmbedder:
+class RayEmbedder(ManifestEmbedder):
     """An Embedder whose towers run on ACTORS Ray actors; each batch is split evenly across them."""
 
     def __init__(
@@ -85,20 +83,6 @@ class RayEmbedder:
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
-
-    @property
-    def dims(self) -> dict[str, int]:
-        return self.manifest.spaces
-
-    @property
-    def shared_space(self) -> bool:
-        return self.manifest.shared_space
-
-    def pixels(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return to_tensor(images, self.manifest.image.preprocess)
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.embed_pixels(self.pixels(images))
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return self._spread("embed_pixels", pixels, self.manifest.image.dims)

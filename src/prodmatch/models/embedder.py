@@ -66,19 +66,11 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return normalised
 
 
-class TowerEmbedder:
-    """The Embedder for every backend: MANIFEST's preprocessing and TOKENIZER here, the towers' models in the
-    IMAGE and TEXT sessions (wherever those run them)."""
+class ManifestEmbedder:
+    """What every Embedder derives from its bundle's MANIFEST alone: identity, dimensions and the preprocessing
+    (decoded photos become model input in the caller's process, wherever the towers run). Subclasses embed."""
 
-    def __init__(self, manifest: Manifest, image: ModelSession, text: ModelSession, tokenizer: TextTokenizer) -> None:
-        if len(image.inputs) != 1:
-            raise ModelUnavailableError(f"{manifest.name}: the image model takes {list(image.inputs)}, not pixels")
-        if unknown := set(text.inputs) - set(TOKEN_INPUTS):
-            raise ModelUnavailableError(f"{manifest.name}: the text model takes {sorted(unknown)}, not tokens")
-        self.manifest = manifest
-        self.image_session = image
-        self.text_session = text
-        self.tokenizer = tokenizer
+    manifest: Manifest
 
     @property
     def fingerprint(self) -> str:
@@ -98,6 +90,24 @@ class TowerEmbedder:
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Unit vectors in the image space, one row per image."""
         return self.embed_pixels(self.pixels(images))
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TowerEmbedder(ManifestEmbedder):
+    """The Embedder for every backend: MANIFEST's preprocessing and TOKENIZER here, the towers' models in the
+    IMAGE and TEXT sessions (wherever those run them)."""
+
+    def __init__(self, manifest: Manifest, image: ModelSession, text: ModelSession, tokenizer: TextTokenizer) -> None:
+        if len(image.inputs) != 1:
+            raise ModelUnavailableError(f"{manifest.name}: the image model takes {list(image.inputs)}, not pixels")
+        if unknown := set(text.inputs) - set(TOKEN_INPUTS):
+            raise ModelUnavailableError(f"{manifest.name}: the text model takes {sorted(unknown)}, not tokens")
+        self.manifest = manifest
+        self.image_session = image
+        self.text_session = text
+        self.tokenizer = tokenizer
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Unit vectors for an already preprocessed NCHW batch."""
