@@ -48,8 +48,33 @@ def test_old_databases_are_upgraded_and_keep_their_products(
         assert {"feedback", "api_keys"} <= set(schema.get_table_names())
         assert "source_url" in {c["name"] for c in schema.get_columns("product_images")}
         with store.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
         assert [p.id for p in store.page(0, 10, parse_filters(["colour=blue", "price<30"]))] == ["p1"]
         assert store.count(parse_filters(["colour=red"])) == 0
     finally:
         store.close()
+
+
+def test_sqlite_vector_ids_are_never_reused_after_the_upgrade(tmp_path: object) -> None:
+    """A database from before 0005 had vector ids 1..3; after the upgrade, deleting the highest id and adding a
+    row gives a new id, not 3 again."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    upgrade(engine, "0004")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO products (id, name, text, attributes, search, content_hash, embed_hash, updated_at) "
+                "VALUES ('p1', 'n', 't', '{}', '{}', 'c', 'e', :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+        for _ in range(3):
+            connection.execute(text("INSERT INTO vectors (product_id, space, vector) VALUES ('p1', 'image', x'00')"))
+    upgrade(engine)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT max(id) FROM vectors")).scalar_one() == 3
+        connection.execute(text("DELETE FROM vectors WHERE id = 3"))
+        connection.execute(text("INSERT INTO vectors (product_id, space, vector) VALUES ('p1', 'image', x'00')"))
+        assert connection.execute(text("SELECT max(id) FROM vectors")).scalar_one() == 4
+    engine.dispose()

@@ -65,8 +65,9 @@ class ImageRow(Base):
 
 class VectorRow(Base):
     __tablename__ = "vectors"
-    # (product, space) is how matching reads vectors back for exact re-scoring
-    __table_args__ = (Index("ix_vectors_product_space", "product_id", "space"),)
+    # (product, space) is how matching reads vectors back for exact re-scoring; SQLite never reuses an id
+    # (migration 0005 says why)
+    __table_args__ = (Index("ix_vectors_product_space", "product_id", "space"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     product_id: Mapped[str] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     space: Mapped[str] = mapped_column(String(16), index=True)
