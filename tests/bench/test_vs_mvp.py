@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from prodmatch.bench.mvp.load import percentile
+from prodmatch.bench.mvp.load import Target, drive
+from prodmatch.bench.serve import percentile
 from prodmatch.bench.vs_mvp import ratios, summarise, table, write_jsonl
+from prodmatch.config import Settings
+from tests.api.live import live_app
+from tests.fakes import FakeEmbedders
 
 
 def level(clients: int, throughput: float, p50: float) -> dict[str, Any]:
@@ -70,3 +75,14 @@ def test_the_mvp_answers_a_photo_with_its_top_matches(tmp_path: Path, myntra: Pa
         assert client.post("/match-image", files={"file": ("x.jpg", b"not a photo", "image/jpeg")}).status_code == 400
     assert body["matches"][0]["product_id"] == photos[1].stem and body["matches"][0]["score"] == pytest.approx(1.0)
     assert len(body["matches"]) == 2 and len((tmp_path / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_load_drives_a_photo_route_and_charges_the_server_cpu_per_request(
+    fake_myntra: Settings, fake_embedders: FakeEmbedders, myntra: Path
+) -> None:
+    photos = [path.read_bytes() for path in sorted((myntra / "images").glob("*.jpg"))[:2]]
+    with live_app(fake_myntra, fake_embedders) as url:  # in this process: its CPU time is the server's
+        target = Target("prodmatch", url, "/v1/match/image", "image")
+        (report,) = drive(target, [2], requests=6, photos=photos, warmup=2, cpu_seconds=time.process_time)
+    assert (report["clients"], report["requests"], report["errors"], report["cut_by_time_limit"]) == (2, 6, 0, False)
+    assert report["server_cpu_ms_per_request"] > 0

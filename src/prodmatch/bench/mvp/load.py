@@ -1,7 +1,7 @@
 """The load generator for `python -m prodmatch.bench.vs_mvp`: query photos, and N concurrent httpx clients against
 one server.
 
-Same approach as `prodmatch bench serve` (src/prodmatch/bench/serve.py), generalised to any photo route and form
+The clients are `prodmatch bench serve`'s (prodmatch.bench.serve.run_load), pointed at any photo route and form
 field: every request's bytes differ (one of a pool of altered photos, plus 16 random bytes after the JPEG end
 marker, which decoders ignore), so no server can answer from a cache; the run is bounded by a request count and a
 time limit. Traffic goes only to the loopback URL given.
@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from prodmatch.bench.serve import photo_requests, run_load
 
-@dataclass
-class LoadReport:
-    clients: int
-    requests: int
-    errors: int
-    seconds: float
-    throughput_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
+# a seed-style MVP can take many seconds per request on a loaded machine: no client gives up on it
+LONG_WAIT_S = 600
 
 
 @dataclass(frozen=True)
@@ -44,12 +33,6 @@ class Target:
     url: str
     path: str
     field: str
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The nearest-rank percentile (SHARE in 0..1) of VALUES."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
 def alter_photo(source: Path, rng: np.random.Generator, max_side: int = 800) -> bytes:
@@ -82,60 +65,6 @@ def make_query_photos(sources: list[Path], out: Path, count: int = 64, seed: int
     return paths
 
 
-async def _client(
-    http: httpx.AsyncClient,
-    target: Target,
-    photos: list[bytes],
-    budget: list[int],
-    deadline: float,
-    latencies: list[float],
-    errors: list[str],
-) -> None:
-    while budget[0] > 0 and time.monotonic() < deadline:
-        budget[0] -= 1
-        number = budget[0]
-        data = photos[number % len(photos)] + os.urandom(16)  # distinct bytes: no cache can answer
-        started = time.perf_counter()
-        try:
-            response = await http.post(target.path, files={target.field: ("q.jpg", data, "image/jpeg")})
-        except httpx.HTTPError as error:
-            errors.append(type(error).__name__)
-            continue
-        if response.status_code == 200:
-            latencies.append((time.perf_counter() - started) * 1000)
-        else:
-            errors.append(str(response.status_code))
-
-
-async def run_load(
-    target: Target, clients: int, requests: int, photos: list[bytes], time_limit_s: float = 600
-) -> LoadReport:
-    """Drive TARGET with CLIENTS concurrent clients until REQUESTS are done (or the time limit passes)."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    budget = [requests]
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=target.url, timeout=600, limits=limits) as http:
-        started = time.perf_counter()
-        deadline = time.monotonic() + time_limit_s
-        await asyncio.gather(
-            *(_client(http, target, photos, budget, deadline, latencies, errors) for _ in range(clients))
-        )
-        seconds = time.perf_counter() - started
-    if not latencies:
-        raise RuntimeError(f"{target.name}: no request succeeded (errors: {sorted(set(errors))})")
-    return LoadReport(
-        clients,
-        len(latencies),
-        len(errors),
-        round(seconds, 2),
-        round(len(latencies) / seconds, 2),
-        round(statistics.median(latencies), 1),
-        round(percentile(latencies, 0.95), 1),
-        round(percentile(latencies, 0.99), 1),
-    )
-
-
 def drive(
     target: Target,
     levels: list[int],
@@ -147,11 +76,12 @@ def drive(
 ) -> list[dict[str, Any]]:
     """For each concurrency level: WARMUP requests at that level (not measured), then REQUESTS measured ones.
     CPU_SECONDS (the server process's CPU time so far) adds the server's CPU milliseconds per measured request."""
+    make = photo_requests(photos, target.path, target.field)
     reports = []
     for clients in levels:
-        asyncio.run(run_load(target, clients, max(warmup, clients), photos, time_limit_s))
+        asyncio.run(run_load(target.url, make, clients, max(warmup, clients), time_limit_s, LONG_WAIT_S))
         cpu_before = cpu_seconds() if cpu_seconds else 0.0
-        report = asdict(asyncio.run(run_load(target, clients, requests, photos, time_limit_s)))
+        report = asdict(asyncio.run(run_load(target.url, make, clients, requests, time_limit_s, LONG_WAIT_S)))
         report["cut_by_time_limit"] = report["requests"] + report["errors"] < requests
         if cpu_seconds:
             used = cpu_seconds() - cpu_before
