@@ -25,7 +25,7 @@ from prodmatch.models.factory import create_embedder
 from tests.fakes import FakeEmbedders
 
 ray = pytest.importorskip("ray")
-from prodmatch.catalog.ray_engine import RayEmbedders  # noqa: E402  (needs ray)
+from prodmatch.catalog.ray_engine import GCS_WAIT_S, GCS_WAIT_VARIABLE, RayEmbedders  # noqa: E402  (needs ray)
 
 
 @pytest.fixture
@@ -42,6 +42,7 @@ def electronics(shared_data: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     path = os.pathsep.join(entry for entry in sys.path if entry)
+    os.environ.setdefault(GCS_WAIT_VARIABLE, GCS_WAIT_S)  # as start_ray does: a loaded CI machine starts Ray slowly
     ray.init(
         _node_ip_address="127.0.0.1",
         include_dashboard=False,

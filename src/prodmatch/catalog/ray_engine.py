@@ -26,6 +26,7 @@ from prodmatch.models.factory import create_embedder
 Factory = Callable[[Bundle, Settings], Embedder]
 MAX_RESTARTS = 4
 MAX_TASK_RETRIES = 4
+GCS_WAIT_VARIABLE, GCS_WAIT_S = "RAY_gcs_server_port_wait_time_s", "120"
 
 
 def start_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -35,6 +36,9 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, include_dashboard=False)
     else:
+        # Ray waits 30 s for its GCS server to start; on a busy machine that start alone has taken longer. Ray reads
+        # this override from the driver's environment only, so it is set here, once, and a user's value wins.
+        os.environ.setdefault(GCS_WAIT_VARIABLE, GCS_WAIT_S)
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count())
 
 
