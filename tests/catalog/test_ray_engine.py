@@ -1,5 +1,6 @@
 """The Ray engine (`ingest --engine ray`): the model on Ray actors, everything else as the local engine. One local
-Ray for the module, on 127.0.0.1 only (no dashboard); its workers import prodmatch and the tests from this checkout.
+Ray for the session (tests/catalog/conftest.py), on 127.0.0.1 only; its workers import prodmatch and the tests from
+this checkout.
 
 Both engines store the same catalog with the same vectors (real offline model), and a model worker killed mid-run
 is restarted by Ray and its call retried: the ingest completes with every product once (the fake model)."""
@@ -10,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from prodmatch.models.factory import create_embedder
 from tests.fakes import FakeEmbedders
 
 ray = pytest.importorskip("ray")
-from prodmatch.catalog.ray_engine import GCS_WAIT_S, GCS_WAIT_VARIABLE, RayEmbedders  # noqa: E402  (needs ray)
+from prodmatch.catalog.ray_engine import RayEmbedders  # noqa: E402  (needs ray)
 
 
 @pytest.fixture
@@ -37,21 +36,6 @@ def electronics(shared_data: Path, tmp_path: Path) -> Path:
     shutil.copytree(shared_data / "electronics-small" / "images", catalog.parent / "images")
     catalog.write_text("".join(json.dumps(item) + "\n" for item in items))
     return catalog
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    path = os.pathsep.join(entry for entry in sys.path if entry)
-    os.environ.setdefault(GCS_WAIT_VARIABLE, GCS_WAIT_S)  # as start_ray does: a loaded CI machine starts Ray slowly
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=2,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    yield
-    ray.shutdown()
 
 
 def ingest(settings: Settings, folder: Path, bundle: Bundle, embedders: EmbedderFactory, **kwargs: object) -> Catalog:

@@ -3,18 +3,27 @@ anything changed."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from prodmatch.catalog.download import DownloadOptions, DownloadSummary
 from prodmatch.catalog.download import ProgressCallback as DownloadProgress
-from prodmatch.catalog.feed import DownloadedImages, FeedFolder, download_catalog_images, download_options
+from prodmatch.catalog.feed import DownloadedImages, FeedFolder, download_catalog_images, download_options, image_urls
 from prodmatch.catalog.ingest import ColumnOptions, IngestReport, ProgressCallback
 from prodmatch.composition import Catalog, EmbedderFactory
 from prodmatch.config import Settings
 from prodmatch.errors import ProdmatchError
 from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import Calibration
+
+# How a feed's image URLs get downloaded: (catalog file, columns, feed folder, options, progress) -> the summary, or
+# None when the catalog lists no URL. In this process (download_catalog_images), or sharded on Ray.
+FeedDownloader = Callable[
+    [Path, ColumnOptions, FeedFolder, DownloadOptions, DownloadProgress | None], DownloadSummary | None
+]
 
 
 @dataclass
@@ -31,11 +40,12 @@ def download_images(
     columns: ColumnOptions,
     allow_hosts: list[str] | None = None,
     on_progress: DownloadProgress | None = None,
+    downloader: FeedDownloader = download_catalog_images,
 ) -> DownloadSummary | None:
     """Download the image URLs of the catalog file at PATH into the catalog folder FOLDER (resumable: a rerun
     fetches only what is missing or failed transiently). None when the catalog lists no URL."""
     options = download_options(settings.download, allow_hosts)
-    return download_catalog_images(path, columns, FeedFolder(folder), options, on_progress)
+    return downloader(path, columns, FeedFolder(folder), options, on_progress)
 
 
 def ingest_file(
@@ -47,6 +57,7 @@ def ingest_file(
     *,
     download: DownloadOptions | None = None,
     download_progress: DownloadProgress | None = None,
+    downloader: FeedDownloader = download_catalog_images,
 ) -> IngestOutcome:
     """Add or update the products of the catalog file at PATH; recalibrate when products were added or changed.
 
@@ -55,7 +66,7 @@ def ingest_file(
     feed = FeedFolder(catalog.location.folder)
     options = download or download_options(catalog.settings.download)
     # Outside the lock: a long download must not hold up the API's queries on the same catalog.
-    summary = download_catalog_images(path, columns, feed, options, download_progress)
+    summary = downloader(path, columns, feed, options, download_progress)
     downloaded = DownloadedImages(feed)
     try:
         with catalog.lock:
@@ -71,17 +82,45 @@ def ingest_file(
 
 def engine_embedders(engine: str, ray_address: str | None = None, actors: int | None = None) -> EmbedderFactory | None:
     """The model factory for an ingest ENGINE: None for "local" (the catalog's own, in process), Ray actors for
-    "ray" (a local Ray, or the cluster at RAY_ADDRESS). Ray is imported only here, when chosen."""
-    if engine == "local":
+    "ray" (a local Ray, or the cluster at RAY_ADDRESS)."""
+    if _check_engine(engine) == "local":
         return None
-    if engine != "ray":
+    ray_engine = _ray_module("ray_engine")
+    ray_engine.start_ray(ray_address)
+    embedders: EmbedderFactory = ray_engine.RayEmbedders(actors or 2)
+    return embedders
+
+
+def engine_downloader(engine: str, ray_address: str | None = None, shards: int | None = None) -> FeedDownloader:
+    """How an ENGINE downloads a feed's images: in this process ("local"), or in SHARDS Ray tasks ("ray"; by
+    default one per CPU the cluster has) writing the same feed folder."""
+    if _check_engine(engine) == "local":
+        return download_catalog_images
+    ray_engine, ray_download = _ray_module("ray_engine"), _ray_module("ray_download")
+    ray_engine.start_ray(ray_address)
+
+    def download_sharded(
+        path: Path, columns: ColumnOptions, feed: FeedFolder, options: DownloadOptions, _progress: object = None
+    ) -> DownloadSummary | None:
+        urls = image_urls(path, columns)
+        count = shards or max(1, int(ray_engine.ray.cluster_resources().get("CPU", 1)))
+        return ray_download.download_on_ray(urls, feed, options, count) if urls else None
+
+    return download_sharded
+
+
+def _check_engine(engine: str) -> str:
+    if engine not in ("local", "ray"):
         raise ProdmatchError(f"unknown engine {engine!r}; use local or ray")
+    return engine
+
+
+def _ray_module(name: str) -> ModuleType:
+    """prodmatch.catalog.NAME, a module that needs Ray: imported only when the ray engine is chosen."""
     try:
-        from prodmatch.catalog.ray_engine import RayEmbedders, start_ray
+        return importlib.import_module(f"prodmatch.catalog.{name}")
     except ImportError as exc:  # the optional extra is not installed
         raise ProdmatchError("the ray engine needs Ray: pip install 'prodmatch[ray]'") from exc
-    start_ray(ray_address)
-    return RayEmbedders(actors or 2)
 
 
 def calibrate(catalog: Catalog) -> dict[str, Calibration]:

@@ -156,14 +156,31 @@ async def download_async(
     `options.retry_permanent`. `resolver` replaces getaddrinfo (tests). Raises DownloadError when `dest` is in
     use by another run or the manifest cannot be opened; every per-URL problem is a manifest row instead.
     """
-    opts = options or DownloadOptions()
     # A progress bar needs the number of distinct URLs; only known up front for a collection, not a stream.
     total = len({u.strip() for u in urls} - {""}) if isinstance(urls, Collection) else None
+    tally = await download_tally(urls, dest, manifest, options, on_progress=on_progress, resolver=resolver, total=total)
+    return tally.build()
+
+
+async def download_tally(
+    urls: Iterable[str],
+    dest: Path,
+    manifest: Path,
+    options: DownloadOptions | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    resolver: Resolver | None = None,
+    total: int | None = None,
+    worker: str = "",
+) -> SummaryBuilder:
+    """download_async's work, answering the unbuilt tally: shards of one batch (WORKER names each, see
+    ImageStore) add their tallies up into one summary."""
+    opts = options or DownloadOptions()
     try:
-        with ImageStore(dest) as store, Manifest(manifest) as book:
+        with ImageStore(dest, worker) as store, Manifest(manifest) as book:
             batch = _Batch(store, book, opts, resolver or system_resolver, on_progress, total)
             await batch.run(urls)
-            return batch.summary.build()
+            return batch.summary
     except StoreLocked as exc:
         raise DownloadError(str(exc)) from exc
 

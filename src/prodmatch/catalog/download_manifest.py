@@ -115,9 +115,10 @@ class Manifest:
             raise DownloadError(f"cannot open download manifest {path}: {exc}") from exc
 
     def _setup(self) -> None:
+        # busy_timeout first: the shards of a Ray download open one manifest at once
+        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise DownloadError(f"manifest schema {version} is newer than this prodmatch ({SCHEMA_VERSION})")
@@ -195,6 +196,15 @@ class SummaryBuilder:
         self.fetched += 1
         self.downloaded_bytes += record.size_bytes
         self.latencies.append(record.latency_ms)
+
+    def merge(self, other: SummaryBuilder) -> None:
+        """Count OTHER's URLs too (another shard of the same batch)."""
+        self.fetched += other.fetched
+        self.skipped += other.skipped
+        self.downloaded_bytes += other.downloaded_bytes
+        self.statuses.update(other.statuses)
+        self.error_kinds.update(other.error_kinds)
+        self.latencies.extend(other.latencies)
 
     def build(self) -> DownloadSummary:
         total = self.fetched + self.skipped

@@ -79,14 +79,18 @@ def content_type_allowed(header: str | None) -> bool:
 class ImageStore:
     """The destination directory. Use as a context manager: it locks `dest` and clears leftover temp files."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, worker: str = "") -> None:
+        """WORKER names one of several downloads writing into DEST at once (the shards of a Ray download): each
+        has its own temp folder and lock, and finished files meet under their content hash."""
         self.dest = dest
-        self._partial = dest / PARTIAL_DIR
+        suffix = f"-{worker}" if worker else ""
+        self._partial = dest / f"{PARTIAL_DIR}{suffix}"
+        self._lock_file = dest / f"{LOCK_FILE}{suffix}"
         self._lock: IO[bytes] | None = None
 
     def __enter__(self) -> ImageStore:
         self._partial.mkdir(parents=True, exist_ok=True)
-        lock = (self.dest / LOCK_FILE).open("ab")
+        lock = self._lock_file.open("ab")
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from prodmatch.application.ingesting import IngestOutcome, calibrate, engine_embedders, ingest_file
+from prodmatch.application.ingesting import (
+    IngestOutcome,
+    calibrate,
+    engine_downloader,
+    engine_embedders,
+    ingest_file,
+)
 from prodmatch.application.products import delete_product, get_product
 from prodmatch.catalog.feed import download_options
 from prodmatch.cli.common import (
@@ -32,7 +38,14 @@ from prodmatch.cli.common import (
     settings_for,
     table_rows,
 )
-from prodmatch.cli.download import AllowHostOption, MetricsFileOption, download_feedback, print_download
+from prodmatch.cli.download import (
+    AllowHostOption,
+    EngineOption,
+    MetricsFileOption,
+    RayAddressOption,
+    download_feedback,
+    print_download,
+)
 from prodmatch.stores.filters import check_keys, parse_filters
 
 products_app = typer.Typer(help="Browse and edit the products in a catalog.", no_args_is_help=True)
@@ -51,10 +64,8 @@ def ingest(
     text_cols: TextCols = None,
     allow_host: AllowHostOption = None,
     metrics_file: MetricsFileOption = None,
-    engine: Annotated[str, typer.Option("--engine", help="where the model runs: local, or ray (Ray actors)")] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT [default: a local Ray]")
-    ] = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
     ray_actors: Annotated[int, typer.Option("--ray-actors", min=1, help="model actors (one model each)")] = 2,
     as_json: JsonOption = False,
 ) -> None:
@@ -74,9 +85,11 @@ def ingest(
         download_feedback(progress, catalog.name, metrics_file) as fetched,
     ):
         advance = row_counter(progress, f"ingesting {catalog.name}")
+        downloader = engine_downloader(engine, ray_address)  # --engine ray: the downloads are sharded on Ray too
         outcome = ingest_file(
-            opened, catalog, columns, images_root, advance, download=options, download_progress=fetched
-        )
+            opened, catalog, columns, images_root, advance, download=options, download_progress=fetched,
+            downloader=downloader,
+        )  # fmt: skip
     if outcome.download is not None and not as_json:
         print_download(outcome.download)
     if outcome.calibrations is not None:

@@ -13,7 +13,7 @@ import typer
 from prometheus_client import CollectorRegistry, write_to_textfile
 from rich.progress import Progress, TaskID
 
-from prodmatch.application.ingesting import download_images
+from prodmatch.application.ingesting import download_images, engine_downloader
 from prodmatch.catalog.download import DownloadSummary
 from prodmatch.catalog.download import Progress as UrlProgress
 from prodmatch.catalog.download import ProgressCallback as DownloadProgress
@@ -40,6 +40,12 @@ AllowHostOption = Annotated[
         "also PRODMATCH_DOWNLOAD__ALLOW_HOSTS",
     ),
 ]
+EngineOption = Annotated[
+    str, typer.Option("--engine", help="where the work runs: local (this process), or ray (a local Ray or a cluster)")
+]
+RayAddressOption = Annotated[
+    str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT [default: a local Ray]")
+]
 MetricsFileOption = Annotated[
     Path | None,
     typer.Option("--metrics-file", help="write Prometheus counters here (node-exporter textfile format)"),
@@ -56,15 +62,23 @@ def download(
     image_col: ImageCol = None,
     text_cols: TextCols = None,
     metrics_file: MetricsFileOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="with --engine ray: Ray tasks [default: the cluster's CPUs]")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Download the catalog's image URLs into DATA_DIR/images (resumable: a rerun fetches only what is missing or
-    failed transiently); `prodmatch ingest` then uses them. Refused and failed URLs are listed by kind."""
+    failed transiently); `prodmatch ingest` then uses them. Refused and failed URLs are listed by kind. With
+    --engine ray the URLs are split into shards downloaded by Ray tasks (on a cluster, DATA_DIR must be shared
+    storage every node sees at the same path); the progress bar then counts shards."""
     settings = settings_for(ctx, data_dir)
     columns = column_options(id_col, name_col, image_col, text_cols)
     folder = settings.location().folder
+    downloader = engine_downloader(engine, ray_address, shards)
     with progress_display() as progress, download_feedback(progress, catalog.name, metrics_file) as on_progress:
-        summary = download_images(settings, folder, catalog, columns, allow_host, on_progress)
+        summary = download_images(settings, folder, catalog, columns, allow_host, on_progress, downloader)
     if as_json:
         print_json(summary.as_dict() if summary else {"total": 0})
     elif summary is None:
