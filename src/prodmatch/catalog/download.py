@@ -1,6 +1,6 @@
 """Download a catalog's images: bounded, retried, resumable, and safe against URLs that point inward (SSRF).
 
-`download()` (or `download_async()`) fetches each distinct URL once into a content-addressed store
+`download()` (or `download_tally()` in an event loop) fetches each distinct URL once into a content-addressed store
 (download_store) and records one manifest row per URL (download_manifest), committed as the URL finishes. A
 rerun skips URLs already settled, so a killed batch resumes where it stopped. Every request hop is vetted and
 pinned to its vetted addresses first (download_safety). Nothing about one URL stops the batch: each outcome
@@ -72,7 +72,7 @@ __all__ = [
     "Progress",
     "Status",
     "download",
-    "download_async",
+    "download_tally",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,19 +137,6 @@ def download(
     on_progress: ProgressCallback | None = None,
     resolver: Resolver | None = None,
 ) -> DownloadSummary:
-    """Fetch `urls` into `dest` recording each in `manifest`; see download_async."""
-    return asyncio.run(download_async(urls, dest, manifest, options, on_progress=on_progress, resolver=resolver))
-
-
-async def download_async(
-    urls: Iterable[str],
-    dest: Path,
-    manifest: Path,
-    options: DownloadOptions | None = None,
-    *,
-    on_progress: ProgressCallback | None = None,
-    resolver: Resolver | None = None,
-) -> DownloadSummary:
     """Fetch every distinct URL not yet settled in `manifest`; images land in `dest/<sha[:2]>/<sha>.<ext>`.
 
     Settled means ok (and its file still present), or failed permanently / refused unless
@@ -158,8 +145,8 @@ async def download_async(
     """
     # A progress bar needs the number of distinct URLs; only known up front for a collection, not a stream.
     total = len({u.strip() for u in urls} - {""}) if isinstance(urls, Collection) else None
-    tally = await download_tally(urls, dest, manifest, options, on_progress=on_progress, resolver=resolver, total=total)
-    return tally.build()
+    tally = download_tally(urls, dest, manifest, options, on_progress=on_progress, resolver=resolver, total=total)
+    return asyncio.run(tally).build()
 
 
 async def download_tally(
@@ -173,8 +160,8 @@ async def download_tally(
     total: int | None = None,
     worker: str = "",
 ) -> SummaryBuilder:
-    """download_async's work, answering the unbuilt tally: shards of one batch (WORKER names each, see
-    ImageStore) add their tallies up into one summary."""
+    """download()'s work in a running event loop, answering the unbuilt tally: the shards of one batch (WORKER
+    names each, see ImageStore) add their tallies up into one summary."""
     opts = options or DownloadOptions()
     try:
         with ImageStore(dest, worker) as store, Manifest(manifest) as book:
