@@ -101,16 +101,9 @@ class DownloadOptions:
     user_agent: str = "prodmatch-catalog-downloader/0.1"
 
     def __post_init__(self) -> None:
-        positive = {
-            "concurrency": self.concurrency,
-            "per_host": self.per_host,
-            "max_attempts": self.max_attempts,
-            "max_bytes": self.max_bytes,
-            "connect_timeout": self.connect_timeout,
-            "read_timeout": self.read_timeout,
-            "total_timeout": self.total_timeout,
-        }
-        bad = [name for name, value in positive.items() if value <= 0]
+        counts, timeouts = ("concurrency", "per_host", "max_attempts", "max_bytes"), ("connect", "read", "total")
+        positive = [*counts, *(f"{kind}_timeout" for kind in timeouts)]
+        bad = [name for name in positive if getattr(self, name) <= 0]
         if bad or self.max_redirects < 0 or self.backoff_base < 0:
             raise ValueError(f"download options must be positive: {', '.join(bad) or 'max_redirects/backoff'}")
 
@@ -185,7 +178,7 @@ class _UrlState:
 
 
 class _Batch:
-    """One call of download_async: the workers, the shared transport and the summary."""
+    """One call of download_tally: the workers, the shared transport and the summary."""
 
     def __init__(
         self,

@@ -39,7 +39,10 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         # Ray waits 30 s for its GCS server to start; on a busy machine that start alone has taken longer. Ray reads
         # this override from the driver's environment only, so it is set here, once, and a user's value wins.
         os.environ.setdefault(GCS_WAIT_VARIABLE, GCS_WAIT_S)
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count())
+        # address="local": a Ray of this command's own, never a `ray start` cluster that happens to run here
+        ray.init(
+            address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus or os.cpu_count()
+        )
 
 
 class ModelActor:
