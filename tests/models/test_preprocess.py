@@ -132,3 +132,26 @@ def test_signature_matches_reencoded_copies_but_not_other_photos(myntra: Path) -
         return float(np.abs(np.frombuffer(a, np.uint8).astype(int) - np.frombuffer(b, np.uint8)).mean())
 
     assert difference(signature(photo), signature(copy)) < 1.5 < difference(signature(photo), signature(other))
+
+
+def test_to_tensor_gives_the_same_bits_as_normalising_each_pixel() -> None:
+    """The level table (preprocess._normalised_levels) is a speed-up only: every level of every channel, on random
+    noise, comes out bit for bit as ((level / 255) - mean) / std in float32, so stored vectors stay valid."""
+    noise = np.random.default_rng(7).integers(0, 256, (260, 300, 3), dtype=np.uint8)
+    noise[0, :256] = np.arange(256, dtype=np.uint8)[:, None]  # every level present
+    for spec in (CLIP, get_spec("offline-effnet-minilm").image.preprocess):
+        image = Image.fromarray(noise, "RGB")
+        pixels = np.asarray(resize_and_crop(image, spec), dtype=np.float32) / 255.0
+        mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+        expected = ((pixels - mean) / std).transpose(2, 0, 1)
+        assert np.array_equal(to_tensor([image, image], spec), np.stack([expected, expected]))
+
+
+def test_decoding_an_rgb_jpeg_needs_no_copy_and_keeps_the_decoded_pixels(myntra: Path) -> None:
+    """open_image transposes in place and leaves an RGB image as decoded (no copies: ingest decodes every photo)."""
+    data = (myntra / "images" / "36310.jpg").read_bytes()
+    reference = Image.open(io.BytesIO(data))
+    reference.draft("RGB", (512, 683))
+    decoded = open_image(data, draft_short_side=512)
+    assert decoded.mode == "RGB" and decoded.tobytes() == reference.convert("RGB").tobytes()
+    assert signature(decoded) == reference.convert("RGB").resize((16, 16), Image.Resampling.BOX).tobytes()

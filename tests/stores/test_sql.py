@@ -101,3 +101,35 @@ def test_a_batch_upsert_reads_its_products_in_one_query_not_one_each(store: SqlM
     assert 1 <= len(product_reads) <= 2, product_reads  # before: one SELECT per product
     assert {p.attributes["colour"] for p in store.get([f"p{i}" for i in range(40)]).values()} == {"Blue"}
     assert len(store.vector_ids("image")) == 43
+
+
+def test_a_batch_upsert_replaces_old_vectors_and_adds_new_products_in_one_pass(store: SqlMetadataStore) -> None:
+    old = {space: set(store.vector_ids(space).tolist()) for space in ("image", "text")}
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split()).replace('"', ""))
+
+    from sqlalchemy import event
+
+    event.listen(store.engine, "before_cursor_execute", remember)
+    changes = store.upsert([product("a", "Green", 11), *(product(f"n{i}", "Red", i) for i in range(20))])
+    event.remove(store.engine, "before_cursor_execute", remember)
+    # a's two old vectors are reported removed (the indexes drop them) and gone from the table; 21 x 2 added
+    a_vectors = {space: {i for i in old[space] if store.vector_owners([i]).get(i) == "a"} for space in old}
+    assert all(not vectors for vectors in a_vectors.values())
+    assert {space: len(ids) for space, ids in changes.removed.items()} == {"image": 1, "text": 1}
+    assert all(set(ids) <= old[space] for space, ids in changes.removed.items())
+    assert {space: len(ids) for space, (ids, _v) in changes.added.items()} == {"image": 21, "text": 21}
+    assert store.count() == 23 and len(store.vector_ids("image")) == len(store.vector_ids("text")) == 23
+    assert store.get(["a"])["a"].attributes["colour"] == "Green" and store.get(["n7"])["n7"].name == "Product n7"
+    # one DELETE of old vectors for the batch, not one per product; no per-product lookup of the new ones
+    assert sum(s.startswith("DELETE FROM vectors") for s in statements) == 1
+    assert sum(s.startswith("SELECT") and "FROM products" in s for s in statements) <= 2
+
+
+def test_a_batch_naming_one_product_twice_keeps_the_last(store: SqlMetadataStore) -> None:
+    changes = store.upsert([product("z", "Red", 1), product("z", "Blue", 2)])
+    assert store.get(["z"])["z"].attributes == {"colour": "Blue", "price": 2}
+    assert len(store.product_vectors(["z"], "image")[0]) == 1 and store.count() == 4
+    assert len(changes.removed["image"]) == 1  # the first copy's vector, replaced within the batch

@@ -30,7 +30,9 @@ class CatalogFiles:
         if target.exists():
             return
         small = image.copy()
-        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        # Bilinear (antialiased when shrinking) rather than the default bicubic: as sharp at this size for a result
+        # grid, and ~40% cheaper; every ingested image pays for it.
+        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
         with _partial_file(target) as partial:
             small.save(partial, format="JPEG", quality=85)
         Path(partial.name).replace(target)

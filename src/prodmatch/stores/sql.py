@@ -130,23 +130,32 @@ class SqlMetadataStore(SqlActivity):
         """Insert or replace products with their vectors, atomically for the whole batch."""
         changes = VectorChanges()
         with self._session.begin() as session:
-            loaded = _load_products(session, [item.product.id for item in items])
+            ids = [item.product.id for item in items]
+            loaded = _load_products(session, ids)
+            # Each id once (an ingest batch): old vectors are dropped, and stored rows found, for the whole batch in
+            # a query per chunk, not three queries per product (new products found nothing either way).
+            stored = {row.id: row for row in loaded} if len(set(ids)) == len(ids) else None
+            if stored is not None:
+                replaced = [item.product.id for item in items if item.vectors is not None]
+                changes.merge(VectorChanges(removed=self._drop_vectors(session, replaced)))
             for item in items:
-                changes.merge(self._replace(session, item))
+                changes.merge(self._replace(session, item, stored))
             del loaded
             self._remember_keys(session, items)
         return changes
 
-    def _replace(self, session: Session, item: ProductUpsert) -> VectorChanges:
+    def _replace(self, session: Session, item: ProductUpsert, stored: dict[str, ProductRow] | None) -> VectorChanges:
+        """One product's rows; STORED (the batch's stored rows, vectors already dropped) or None: look it up."""
         product = item.product
         label = VectorLabel(product.id, searchable(product.attributes))
-        keep_vectors = item.vectors is None
-        changes = (
-            self._relabel_vectors(session, product.id, label)
-            if keep_vectors
-            else VectorChanges(removed=self._drop_vectors(session, [product.id]))
-        )
-        row = session.get(ProductRow, product.id) or ProductRow(id=product.id)
+        if item.vectors is None:
+            changes = self._relabel_vectors(session, product.id, label)
+        elif stored is None:
+            changes = VectorChanges(removed=self._drop_vectors(session, [product.id]))
+        else:
+            changes = VectorChanges()
+        found = session.get(ProductRow, product.id) if stored is None else stored.get(product.id)
+        row = found or ProductRow(id=product.id)
         known_signatures = {image.sha256: image.signature for image in row.images or []}
         row.name, row.text, row.attributes = product.name, product.text, product.attributes
         row.search = label.search
@@ -189,11 +198,12 @@ class SqlMetadataStore(SqlActivity):
         return changes
 
     def _drop_vectors(self, session: Session, product_ids: list[str]) -> dict[str, list[int]]:
-        rows = session.execute(select(VectorRow.id, VectorRow.space).where(VectorRow.product_id.in_(product_ids)))
         removed: dict[str, list[int]] = {}
-        for row in rows:
-            removed.setdefault(row.space, []).append(row.id)
-        session.execute(delete(VectorRow).where(VectorRow.product_id.in_(product_ids)))
+        for chunk in chunks(product_ids, _IN_CHUNK):
+            rows = session.execute(select(VectorRow.id, VectorRow.space).where(VectorRow.product_id.in_(chunk)))
+            for row in rows:
+                removed.setdefault(row.space, []).append(row.id)
+            session.execute(delete(VectorRow).where(VectorRow.product_id.in_(chunk)))
         return removed
 
     def _remember_keys(self, session: Session, items: Sequence[ProductUpsert]) -> None:
