@@ -16,7 +16,19 @@ from prodmatch.matching.calibration import calibrate_decisions
 from prodmatch.matching.decision import decide, fit
 from prodmatch.matching.hard_alterations import customer_photo_hard
 from prodmatch.matching.service import MatchResult
-from prodmatch.matching.verification import MIN_INLIERS, extract, inliers, pack, unpack
+from prodmatch.matching.verification import (
+    MIN_INLIERS,
+    MIN_MATCHES,
+    RANSAC_ITERATIONS,
+    RATIO,
+    REPROJECTION_PX,
+    Keypoints,
+    extract,
+    inliers,
+    pack,
+    two_nearest,
+    unpack,
+)
 from tests.fakes import FakeEmbedders
 from tests.samples import match_photo
 
@@ -99,3 +111,39 @@ def test_both_feature_kinds_verify(kind: str, myntra: Path) -> None:
     own = unpack(pack(extract(Image.open(myntra / "images" / "36310.jpg"), kind)), kind)
     altered = extract(Image.open(io.BytesIO(hard_photo(myntra, "36310", 5))), kind)
     assert inliers(altered, own) >= MIN_INLIERS
+
+
+def opencv_inliers(query: Keypoints, candidate: Keypoints) -> int:
+    """The reference: OpenCV's brute-force matcher, as verification ran before the FAISS binary search."""
+    cv2 = pytest.importorskip("cv2")
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.desc, candidate.desc, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
+    if len(good) < MIN_MATCHES:
+        return 0
+    source = query.xy[[m.queryIdx for m in good]]
+    target = candidate.xy[[m.trainIdx for m in good]]
+    _, mask = cv2.findHomography(
+        source, target, cv2.RANSAC, REPROJECTION_PX, maxIters=RANSAC_ITERATIONS, confidence=0.99
+    )
+    return int(mask.sum()) if mask is not None else 0
+
+
+def test_orb_matching_gives_what_opencvs_brute_force_matcher_gives(myntra: Path, shared_data: Path) -> None:
+    """Real photos (phone photos against studio shots, altered catalog photos): the same inlier counts, pair by pair."""
+    queries = sorted((shared_data / "grocery-dev" / "queries").glob("*.jpg"))[::9][:12]
+    studio = sorted((shared_data / "grocery-dev" / "catalog").glob("*.jpg"))[:6]
+    photos = [Image.open(path).convert("RGB") for path in [*queries, *studio]]
+    photos += [Image.open(io.BytesIO(hard_photo(myntra, pid, 3))) for pid in PRODUCTS[:3]]
+    photos += [Image.open(myntra / "images" / f"{pid}.jpg").convert("RGB") for pid in PRODUCTS[:3]]
+    keypoints = [extract(photo) for photo in photos]
+    counts = [(inliers(a, b), opencv_inliers(a, b)) for a in keypoints[:15] for b in keypoints[12:]]
+    assert [ours for ours, _ in counts] == [reference for _, reference in counts]
+    assert sum(ours >= MIN_INLIERS for ours, _ in counts) >= 3  # not only zeros: same photos and products matched
+
+
+def test_a_candidate_with_one_descriptor_has_no_second_neighbour() -> None:
+    rng = np.random.default_rng(0)
+    query = Keypoints(rng.random((5, 2), np.float32), rng.integers(0, 256, (5, 32), np.uint8), "orb")
+    lone = Keypoints(np.zeros((1, 2), np.float32), query.desc[:1].copy(), "orb")
+    distances, nearest = two_nearest(query, lone)
+    assert nearest[:, 0].tolist() == [0] * 5 and nearest[:, 1].tolist() == [-1] * 5 and distances[0, 0] == 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -97,22 +98,35 @@ def inliers(query: Keypoints, candidate: Keypoints) -> int:
     """Ratio-test matches consistent with one RANSAC homography (0 when too few matches)."""
     if len(query.xy) < 2 or len(candidate.xy) < 2:
         return 0
-    cv2 = _cv2()
-    orb = query.kind == "orb"
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING if orb else cv2.NORM_L2)
-    own, other = (
-        (query.desc, candidate.desc) if orb else (query.desc.astype(np.float32), candidate.desc.astype(np.float32))
-    )
-    pairs = matcher.knnMatch(own, other, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < MIN_MATCHES:
+    distances, nearest = two_nearest(query, candidate)
+    good = (nearest[:, 1] >= 0) & (distances[:, 0] < RATIO * distances[:, 1])  # in query order, as RANSAC samples
+    if int(good.sum()) < MIN_MATCHES:
         return 0
-    source = query.xy[[m.queryIdx for m in good]]
-    target = candidate.xy[[m.trainIdx for m in good]]
-    _, mask = cv2.findHomography(
-        source, target, cv2.RANSAC, REPROJECTION_PX, maxIters=RANSAC_ITERATIONS, confidence=0.99
+    source, target = query.xy[good], candidate.xy[nearest[good, 0]]
+    _, mask = _cv2().findHomography(
+        source, target, _cv2().RANSAC, REPROJECTION_PX, maxIters=RANSAC_ITERATIONS, confidence=0.99
     )
     return int(mask.sum()) if mask is not None else 0
+
+
+def two_nearest(query: Keypoints, candidate: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    """Each query descriptor's two nearest candidate descriptors: distances and indices, (n, 2) each (-1: none).
+
+    ORB: FAISS's binary flat index, the same exhaustive Hamming search as OpenCV's BFMatcher (same distances, same
+    neighbours) at about a third of its CPU, which is most of what verifying a candidate costs."""
+    if query.kind == "orb":
+        index = faiss.IndexBinaryFlat(8 * WIDTHS["orb"])
+        index.add(np.ascontiguousarray(candidate.desc))
+        distances, nearest = index.search(np.ascontiguousarray(query.desc), 2)
+        return distances.astype(np.float32), nearest
+    cv2 = _cv2()
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.desc.astype(np.float32), candidate.desc.astype(np.float32), k=2)
+    distances = np.full((len(pairs), 2), np.inf, np.float32)
+    nearest = np.full((len(pairs), 2), -1, np.int64)
+    for row, pair in enumerate(pairs):
+        for column, match in enumerate(pair[:2]):
+            distances[row, column], nearest[row, column] = match.distance, match.trainIdx
+    return distances, nearest
 
 
 def bonus(count: int) -> float:
