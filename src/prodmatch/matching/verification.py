@@ -14,6 +14,7 @@ thumbnail. Constants were chosen on half of myntra-dev (research in the verify b
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from cachetools import LRUCache
 from PIL import Image
 
 from prodmatch.config import MatchingSettings
@@ -44,6 +46,7 @@ MIN_INLIERS = 15
 CAP = 30
 BONUS = 0.4
 STRONG = 25
+KEYPOINTS_KEPT = 4096  # ~50 MB of ORB keypoints at most
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,9 @@ class LocalFeatures:
         self.files = files
         self.kind = settings.verify_features
         self.depth = settings.verify_depth
+        # The popular candidates come back query after query: their unpacked keypoints stay in memory (~12 KB each).
+        self._kept: LRUCache[str, Keypoints] = LRUCache(KEYPOINTS_KEPT)
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -164,9 +170,15 @@ class LocalFeatures:
 
     def of_image(self, sha256: str, path: str) -> Keypoints | None:
         """A catalog image's stored keypoints, computed now from its file (or thumbnail) when missing."""
+        with self._lock:
+            kept = self._kept.get(sha256)
+        if kept is not None:
+            return kept
         blob = self.files.load_features(self.kind, sha256)
         if blob is not None:
-            return unpack(blob, self.kind)
+            with self._lock:  # content-addressed: an image's keypoints never change, nothing to invalidate
+                found = self._kept[sha256] = unpack(blob, self.kind)
+            return found
         for source in (Path(path), self.files.thumbnail_path(sha256)):
             if source.is_file():
                 try:
