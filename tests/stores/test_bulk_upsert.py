@@ -27,7 +27,7 @@ def item(pid: str, colour: str, rng: np.random.Generator, photos: int = 1) -> Pr
 
 
 def stored_vector(store: MetadataStore, vector_id: int, space: str, owner: str, row: np.ndarray) -> bool:
-    owners, vectors = store.product_vectors([owner], space)
+    _owners, vectors = store.product_vectors([owner], space)
     return any(np.array_equal(v, row) for v in vectors) and store.vector_owners([vector_id]) == {vector_id: owner}
 
 
@@ -43,7 +43,8 @@ def test_a_batch_reports_each_added_vector_with_its_own_id(kind: str, store_url:
             assert len(ids) == len(set(ids.tolist())) == len(vectors)
             owners = store.vector_owners(ids.tolist())
             # the indexes get (id, vector) pairs: a vector under another product's id would answer wrongly
-            assert all(stored_vector(store, int(i), space, owners[int(i)], v) for i, v in zip(ids, vectors))
+            pairs = zip(ids.tolist(), vectors, strict=True)
+            assert all(stored_vector(store, i, space, owners[i], v) for i, v in pairs)
             assert {changes.labels[int(i)].product_id for i in ids} == {it.product.id for it in items}
         assert len(changes.added["image"][0]) == sum(1 + n % 3 for n in range(60))
     finally:

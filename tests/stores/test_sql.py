@@ -106,18 +106,19 @@ def test_a_batch_upsert_reads_its_products_in_one_query_not_one_each(store: SqlM
 def test_a_batch_upsert_costs_the_same_statements_for_40_products_as_for_10(store: SqlMetadataStore) -> None:
     from sqlalchemy import event
 
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
     counts = []
+    event.listen(store.engine, "before_cursor_execute", remember)
     for size, first in ((10, 100), (40, 200)):
-        statements: list[str] = []
-
-        def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-            statements.append(statement)
-
-        event.listen(store.engine, "before_cursor_execute", remember)
+        before = len(statements)
         store.upsert([product(f"q{first + i}", "Red", i) for i in range(size)])  # new products
         store.upsert([product(f"q{first + i}", "Blue", i) for i in range(size)])  # all re-embedded
-        event.remove(store.engine, "before_cursor_execute", remember)
-        counts.append(len(statements))
+        counts.append(len(statements) - before)
+    event.remove(store.engine, "before_cursor_execute", remember)
     assert counts[0] == counts[1], counts  # before: several statements per product (15 ms a product)
     assert {p.attributes["colour"] for p in store.get([f"q{200 + i}" for i in range(40)]).values()} == {"Blue"}
     assert len(store.vector_ids("image")) == 3 + 10 + 40
