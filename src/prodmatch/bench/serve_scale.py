@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 
 from prodmatch.bench.serve import TEXTS, percentile
-from prodmatch.composition import open_catalog
+from prodmatch.composition import Catalog, open_catalog
 from prodmatch.config import Settings
 from prodmatch.stores.records import ImageRef, Product, ProductUpsert, SpaceVectors, VectorLabel
 
@@ -103,6 +103,26 @@ def grow(folder: Path, size: int) -> dict[str, Any]:
         catalog.stores.save()
     took = time.perf_counter() - started
     return {"size": size, "fill_s": round(took, 1), "store_s": round(stored - started, 1), "index_kinds": kinds}
+
+
+def open_stages(folder: Path) -> dict[str, float]:
+    """Seconds for each step of what a server does before it is ready (Catalog.open, then warm()), in-process."""
+    marks, started = {}, time.perf_counter()
+    catalog = Catalog.open(Settings(data_dir=folder))
+    try:
+        marks["open"] = time.perf_counter()
+        catalog.embedder()
+        marks["model"] = time.perf_counter()
+        catalog.stores.open_indexes()
+        marks["indexes"] = time.perf_counter()
+        catalog.facts.lexical()
+        marks["lexical"] = time.perf_counter()
+    finally:
+        catalog.close()
+    stages, last = {}, started
+    for name, moment in marks.items():
+        stages[name], last = round(moment - last, 2), moment
+    return stages
 
 
 def serve(folder: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
@@ -197,6 +217,8 @@ def main() -> None:
     prepare(args, sizes)
     if args.fill_only:
         return
+    for size in sizes:
+        print(json.dumps({"size": size, "open_stages_s": open_stages(args.dir / f"n{size}")}), flush=True)
     servers, ready = {}, {}
     try:
         for i, size in enumerate(sizes):  # one after the other: each one's start-up time alone
