@@ -86,6 +86,27 @@ def test_filters_apply_to_lexical_candidates() -> None:
     assert set(index.top(asked, 10, parse_filters(["ProductType=jeans"]))) == {"5"}
 
 
+def test_top_is_the_head_of_the_full_ranking_ties_and_narrow_filters_included() -> None:
+    """top() sorts only the best rows: it must give exactly the head of the whole ranking (ties in id order),
+    also when a narrow filter makes it read far down."""
+    words = ["blue", "red", "shirt", "jeans", "navy", "cotton", "slim", "men"]
+    products = [
+        product(f"p{n:04d}", " ".join(words[(n * k) % len(words)] for k in range(1, 2 + n % 4)), group=f"g{n % 97}")
+        for n in range(3000)
+    ]
+    index = LexicalIndex(products)
+    for text in ("blue shirt", "navy", "slim men jeans"):
+        asked = index.query(text)
+        ranking = sorted(
+            (pid for pid, score in zip(index.ids, asked.scores, strict=True) if score > 0),
+            key=lambda pid: (-asked.scores[index.ids.index(pid)], pid),
+        )
+        assert list(index.top(asked, 10)) == ranking[:10]
+        assert list(index.top(asked, 50)) == ranking[:50]
+        narrow = [pid for pid in ranking if int(pid[1:]) % 97 == 5]  # ~1% of the products
+        assert list(index.top(asked, 10, parse_filters(["group=g5"]))) == narrow[:10]
+
+
 @pytest.fixture
 def fake_catalog(fake_myntra: Settings, fake_embedders: FakeEmbedders) -> Iterator[Catalog]:
     with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:

@@ -132,4 +132,69 @@ def test_a_batch_naming_one_product_twice_keeps_the_last(store: SqlMetadataStore
     changes = store.upsert([product("z", "Red", 1), product("z", "Blue", 2)])
     assert store.get(["z"])["z"].attributes == {"colour": "Blue", "price": 2}
     assert len(store.product_vectors(["z"], "image")[0]) == 1 and store.count() == 4
-    assert len(changes.removed["image"]) == 1  # the first copy's vector, replaced within the batch
+    # the first copy never reaches the table: nothing of it to remove, one vector per space added
+    assert not changes.removed.get("image") and len(changes.added["image"][0]) == 1
+
+
+def test_a_batch_upsert_costs_the_same_statements_for_40_products_as_for_10(store: SqlMetadataStore) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    counts = []
+    event.listen(store.engine, "before_cursor_execute", remember)
+    for size, first in ((10, 100), (40, 200)):
+        before = len(statements)
+        store.upsert([product(f"q{first + i}", "Red", i) for i in range(size)])  # new products
+        store.upsert([product(f"q{first + i}", "Blue", i) for i in range(size)])  # all re-embedded
+        counts.append(len(statements) - before)
+    event.remove(store.engine, "before_cursor_execute", remember)
+    assert counts[0] == counts[1], counts  # before: several statements per product (15 ms a product)
+    assert {p.attributes["colour"] for p in store.get([f"q{200 + i}" for i in range(40)]).values()} == {"Blue"}
+    assert len(store.vector_ids("image")) == 3 + 10 + 40
+
+
+def test_two_writers_on_one_sqlite_file_never_share_a_vector_id(tmp_path: Path) -> None:
+    """SQLite's vector ids are chosen by the store (one past the largest) inside the write transaction: two
+    processes' stores writing at once (an ingest beside a server) must still get distinct, correct ids."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    stores = {prefix: SqlMetadataStore(url) for prefix in ("x", "y")}  # opened (migrated) before the race
+    reported: dict[int, str] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def write(prefix: str) -> None:
+        try:
+            for batch in range(15):
+                changes = stores[prefix].upsert([product(f"{prefix}{batch}-{i}", "Red", i) for i in range(5)])
+                with lock:
+                    assert not set(changes.labels) & set(reported)
+                    reported.update({vid: label.product_id for vid, label in changes.labels.items()})
+        except BaseException as exc:  # a thread's failure must fail the test
+            failures.append(exc)
+
+    writers = [threading.Thread(target=write, args=(prefix,)) for prefix in stores]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert not failures, failures
+    assert len(reported) == 2 * 15 * 5 * 2  # two vectors (image, text) per product
+    assert stores["x"].vector_owners(list(reported)) == reported
+    for store in stores.values():
+        store.close()
+
+
+def test_a_deleted_products_vector_ids_are_never_handed_out_again(store: SqlMetadataStore) -> None:
+    """The newest product holds the highest vector ids; deleted, its ids must not go to the next product (a
+    process still caching "id -> product" would name the deleted one)."""
+    store.upsert([product("newest", "Red", 1)])
+    newest = {space: int(store.vector_ids(space).max()) for space in ("image", "text")}
+    store.delete("newest")
+    changes = store.upsert([product("next", "Blue", 2)])
+    assert all(int(min(ids)) > max(newest.values()) for ids, _vectors in changes.added.values())

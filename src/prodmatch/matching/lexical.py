@@ -199,15 +199,30 @@ class LexicalIndex:
         condition = condition_of(filters)
         passes = translate(condition, PythonBackend()) if condition is not None else None
         positive = np.flatnonzero(query.scores > 0)
-        order = positive[np.lexsort((self._id_rank[positive], -query.scores[positive]))]
-        found: dict[str, float] = {}
-        for row in order.tolist():
-            if len(found) >= top_k:
-                break
-            # the reference predicate over searchable(): the meaning every store's own filter translation agrees with
-            if passes is None or passes(searchable(self._attributes[row])):
-                found[self.ids[row]] = float(query.scores[row])
-        return found
+        wanted = top_k if passes is None else 4 * top_k
+        while True:
+            # Sorting only the best WANTED rows (and the rows tied with the last): at 100k products a common word
+            # gives most rows a score, and sorting them all cost ~10 ms a query.
+            best = self._best_rows(query.scores, positive, wanted)
+            found: dict[str, float] = {}
+            for row in best[np.lexsort((self._id_rank[best], -query.scores[best]))].tolist():
+                if len(found) >= top_k:
+                    break
+                # the reference predicate over searchable(): what every store's own filter translation agrees with
+                if passes is None or passes(searchable(self._attributes[row])):
+                    found[self.ids[row]] = float(query.scores[row])
+            if len(found) >= top_k or len(best) == len(positive):
+                return found
+            wanted *= 8  # a narrow filter: read further down the ranking
+
+    @staticmethod
+    def _best_rows(scores: np.ndarray, rows: np.ndarray, wanted: int) -> np.ndarray:
+        """The ROWS scoring at least the WANTED-th best score among them: a prefix of their ranking, ties kept."""
+        if len(rows) <= wanted:
+            return rows
+        cut = np.partition(scores[rows], len(rows) - wanted)[len(rows) - wanted]
+        kept: np.ndarray = rows[scores[rows] >= cut]
+        return kept
 
     def score(self, query: LexicalQuery, product_id: str) -> float:
         """PRODUCT_ID's lexical score (0 for a product the index does not hold)."""

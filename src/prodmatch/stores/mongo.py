@@ -116,6 +116,7 @@ class MongoMetadataStore(MongoActivity):
             return changes
         next_id = self._allocate_ids(total)
         documents = []
+        added: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for item in items:
             label = VectorLabel(item.product.id, searchable(item.product.attributes))
             for space in item.vectors or []:
@@ -124,9 +125,11 @@ class MongoMetadataStore(MongoActivity):
                 next_id += len(space.vectors)
                 for vector_id, vector, sha in zip(ids.tolist(), space.vectors, shas, strict=True):
                     documents.append(_vector_document(vector_id, item.product.id, space.space, sha, vector))
-                changes.merge(
-                    VectorChanges(added={space.space: (ids, space.vectors)}, labels=dict.fromkeys(ids.tolist(), label))
-                )
+                added.setdefault(space.space, []).append((ids, space.vectors))
+                changes.labels.update(dict.fromkeys(ids.tolist(), label))
+        # stacked once per space: merging item by item re-copied the batch's vectors for every item (quadratic)
+        for space_name, parts in added.items():
+            changes.added[space_name] = (np.concatenate([p[0] for p in parts]), np.vstack([p[1] for p in parts]))
         self.vectors.insert_many(documents, ordered=False)
         return changes
 
