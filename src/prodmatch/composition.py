@@ -33,6 +33,7 @@ from prodmatch.stores.files import CatalogFiles
 from prodmatch.stores.protocols import MetadataStore
 
 METADATA_FILE = "metadata.db"
+LEXICAL_FILE = "lexical-index.pickle"  # the built lexical index, kept between starts (matching/facts.py)
 Announce = Callable[[str], None]
 # How a catalog turns its bundle into a model: models.factory.create_embedder, unless a caller (a test's
 # deterministic fake, say) gives another.
@@ -56,7 +57,7 @@ class Catalog:
         self.record = record
         self.stores = CatalogStores(store, location.vectors_url, record.spaces, settings.index)
         self.files = CatalogFiles(location.folder)
-        self.facts = CatalogFacts(store)
+        self.facts = CatalogFacts(store, location.folder / LEXICAL_FILE)
         self.lock = threading.RLock()
         self._embedders = embedders
         self._embedder: Embedder | None = None
@@ -107,7 +108,8 @@ class Catalog:
         self.embedder()
         self.stores.open_indexes()
         if self.settings.matching.hybrid_text:
-            self.facts.lexical()  # built from the metadata store (matching.lexical)
+            self.facts.lexical()  # saved in the catalog folder, or built from the metadata store (matching.lexical)
+        self.facts.value_shares()  # every answer's keywords need them: not the first query's cost
 
     def save(self) -> None:
         self.stores.save()

@@ -74,3 +74,23 @@ def test_a_mixed_batch_replaces_relabels_and_adds(kind: str, store_url: StoreUrl
         assert store.count() == 3 and len(store.vector_ids("image")) == 4
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_catalog_stamp_changes_with_every_write_and_delete(kind: str, store_url: StoreUrl) -> None:
+    """What the saved lexical index is checked against: any upsert or delete makes a new stamp, reads do not."""
+    rng = np.random.default_rng(1)
+    store = open_metadata_store(store_url(kind))
+    try:
+        stamps = [store.catalog_stamp()]
+        store.upsert([item("s1", "red", rng), item("s2", "red", rng)])
+        stamps.append(store.catalog_stamp())
+        store.get(["s1"]), store.page(0, 10), store.count()
+        assert store.catalog_stamp() == stamps[-1]
+        store.upsert([item("s1", "blue", rng)])  # an edit: the count stays, the latest write moves
+        stamps.append(store.catalog_stamp())
+        store.delete("s2")
+        stamps.append(store.catalog_stamp())
+        assert len(set(stamps)) == 4, stamps
+    finally:
+        store.close()

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 from cachetools import LRUCache
 
 from prodmatch.matching.decision import DECISION_KEY, Calibration, from_meta
-from prodmatch.matching.lexical import LexicalIndex
+from prodmatch.matching.lexical import LexicalIndex, load_saved, save_index
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
 
@@ -32,8 +33,10 @@ VECTORS_KEPT = 40_000  # products' vectors per space: ~80 MB at most for 512-d f
 class CatalogFacts:
     """Cached catalog-wide facts for one metadata store; thread-safe."""
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, lexical_file: Path | None = None) -> None:
         self._store = store
+        # Where the built lexical index is kept between starts: rebuilding it reads every product (12.7 s at 100k).
+        self._lexical_file = lexical_file
         self._lock = threading.RLock()  # re-entrant: one fact may be computed from another (shares from counts)
         self._cached: dict[str, Any] = {}
         self._products: LRUCache[str, Product] = LRUCache(PRODUCTS_KEPT)
@@ -125,11 +128,22 @@ class CatalogFacts:
                 built: LexicalIndex | None = self._cached.get("lexical")
                 generation = self._generation
             if built is None:
-                built = LexicalIndex.build(self._store)
+                built = self._saved_or_built_lexical()
                 with self._lock:
                     if generation == self._generation:
                         self._cached["lexical"] = built
             return built
+
+    def _saved_or_built_lexical(self) -> LexicalIndex:
+        if self._lexical_file is None:
+            return LexicalIndex.build(self._store)
+        stamp = self._store.catalog_stamp()  # taken first: a write during the build makes the saved file stale
+        saved = load_saved(self._lexical_file, stamp)
+        if saved is not None:
+            return saved
+        built = LexicalIndex.build(self._store)
+        save_index(built, self._lexical_file, stamp)
+        return built
 
     def product_count(self) -> int:
         return self._get("count", self._store.count)
@@ -158,12 +172,22 @@ class CatalogFacts:
 
     def _count_values(self) -> dict[str, Counter[str]]:
         counts: dict[str, Counter[str]] = {}
-        for offset in range(0, self._store.count(), _PAGE):
-            for product in self._store.page(offset, _PAGE):
-                for key, value in product.attributes.items():
-                    if isinstance(value, str) and len(value) <= _MAX_VALUE_CHARS:
-                        counts.setdefault(key, Counter())[value] += 1
+        for attributes in self._every_products_attributes():
+            for key, value in attributes.items():
+                if isinstance(value, str) and len(value) <= _MAX_VALUE_CHARS:
+                    counts.setdefault(key, Counter())[value] += 1
         return counts
+
+    def _every_products_attributes(self) -> Iterator[dict[str, Any]]:
+        """From the lexical index when it is built (it holds them all: reading 100k products back from the store
+        cost 2.6 s of a server's first query), else page by page from the store."""
+        with self._lock:
+            lexical: LexicalIndex | None = self._cached.get("lexical")
+        if lexical is not None:
+            yield from lexical.attributes
+            return
+        for offset in range(0, self._store.count(), _PAGE):
+            yield from (product.attributes for product in self._store.page(offset, _PAGE))
 
 
 def group_map(duplicate_groups: list[list[str]]) -> dict[str, set[str]]:

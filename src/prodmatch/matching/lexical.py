@@ -26,11 +26,15 @@ value, or in its own text read the same way (a "Navy Blue T-shirt" title holds "
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import pickle
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +43,7 @@ from prodmatch.stores.filters import Filter, condition_of, searchable
 from prodmatch.stores.protocols import MetadataStore
 from prodmatch.stores.records import Product
 
+log = logging.getLogger(__name__)
 K1, B = 1.2, 0.75  # classic BM25 constants: the prior study (docs/benchmarks.md) used them
 MAX_VALUE_CHARS = 40  # longer text attributes are descriptions, not values a query names
 _PAGE = 2000
@@ -139,7 +144,7 @@ class LexicalIndex:
         self._row = {product_id: row for row, product_id in enumerate(self.ids)}
         # each row's place in id order: equal scores rank by id, whatever order the store listed products in
         self._id_rank = np.argsort(np.argsort(np.asarray(self.ids, dtype=str), kind="stable"), kind="stable")
-        self._attributes = [product.attributes for product in products]  # what filters read
+        self.attributes = [product.attributes for product in products]  # what filters read
         values = [attribute_values(product) for product in products]
         memo: dict[str, str] = {}
         texts = [normalise(product.text, memo) for product in products]
@@ -209,7 +214,7 @@ class LexicalIndex:
                 if len(found) >= top_k:
                     break
                 # the reference predicate over searchable(): what every store's own filter translation agrees with
-                if passes is None or passes(searchable(self._attributes[row])):
+                if passes is None or passes(searchable(self.attributes[row])):
                     found[self.ids[row]] = float(query.scores[row])
             if len(found) >= top_k or len(best) == len(positive):
                 return found
@@ -233,3 +238,35 @@ class LexicalIndex:
         """Share of the query's recognised attribute values that PRODUCT_ID holds."""
         row = self._row.get(product_id)
         return 0.0 if row is None else attribute_share(query.phrases, self._held[row])
+
+
+SAVED_FORMAT = 2  # bump when LexicalIndex's fields change: an older file is then rebuilt, not misread
+
+
+def load_saved(path: Path, stamp: str) -> LexicalIndex | None:
+    """The index saved at PATH if it was built from the catalog STAMP names (MetadataStore.catalog_stamp), else
+    None. The file is the catalog folder's own (written by save_index), so unpickling it trusts nothing new."""
+    try:
+        with path.open("rb") as source:
+            saved_format, saved_stamp, index = pickle.load(source)
+    except FileNotFoundError:
+        return None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("lexical index %s unreadable (%s): rebuilding it", path, exc)
+        return None
+    if saved_format != SAVED_FORMAT or saved_stamp != stamp or not isinstance(index, LexicalIndex):
+        return None
+    return index
+
+
+def save_index(index: LexicalIndex, path: Path, stamp: str) -> None:
+    """Write INDEX for catalog STAMP atomically (a reader sees the old file or the new one); a folder that cannot
+    be written to only costs the next start a rebuild."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with partial.open("wb") as target:
+            pickle.dump((SAVED_FORMAT, stamp, index), target, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("lexical index not saved to %s (%s): the next start rebuilds it", path, exc)

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from bson import Binary, Int64
-from pymongo import ASCENDING, MongoClient, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.uri_parser import parse_uri
 
@@ -217,6 +217,10 @@ class MongoMetadataStore(MongoActivity):
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
         return int(self.products.count_documents(filter_query(filters)))
+
+    def catalog_stamp(self) -> str:
+        latest = self.products.find_one({}, {"updated_at": 1}, sort=[("updated_at", DESCENDING)])
+        return f"{self.products.count_documents({})}:{latest['updated_at'] if latest else None}"
 
     def attribute_keys(self) -> set[str]:
         return set(self.get_meta("attribute_keys") or [])

@@ -116,6 +116,12 @@ class SqlMetadataStore(SqlActivity):
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
+    def catalog_stamp(self) -> str:
+        query = select(func.count(), func.max(ProductRow.updated_at)).select_from(ProductRow)
+        with self._session() as session:
+            count, latest = session.execute(query).one()
+        return f"{count}:{latest}"
+
     def attribute_keys(self) -> set[str]:
         return set(self.get_meta("attribute_keys") or [])
 
