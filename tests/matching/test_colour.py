@@ -1,9 +1,11 @@
 """Colour re-ranking: the histogram tells colours apart and ignores a studio's white, stored catalog histograms
-re-rank a photo query's top products by colour, and colour_weight 0 turns it off (fake model: fast)."""
+re-rank a photo query's top products by colour, a learned customer photo's colour weighs more than a studio photo's,
+and weights 0 turn it off (fake model: fast)."""
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from prodmatch.application.feedback import record_feedback
+from prodmatch.application.querying import DirectQueryLog, Matcher, MatchQuery
 from prodmatch.catalog.schema import ColumnOptions
 from prodmatch.composition import Catalog
 from prodmatch.config import Settings
@@ -61,23 +65,33 @@ def fruit_catalog(
 
 def test_stored_histograms_rerank_a_photo_querys_products_by_colour(fruit_catalog: Catalog) -> None:
     service, features = fruit_catalog.matcher, fruit_catalog.features
-    assert features.colour_weight == 0.2  # on by default
+    assert features.colour_weights == (0.05, 0.2)  # on by default: catalog photos, learned photos
     query = features.of_query(fruit(RED, background=(90, 60, 40)))
     assert query.colour is not None
     tied = {"red": 0.5, "green": 0.52, "yellow": 0.51}  # the global vector ranks a look-alike first
     coloured = service.coloured(query, tied)
     assert max(coloured, key=coloured.__getitem__) == "red"
-    assert 0.1 < coloured["red"] - tied["red"] <= 0.2 + 1e-6  # at most colour_weight x a similarity of 1
-    assert coloured["green"] - tied["green"] < 0.1 and coloured["yellow"] - tied["yellow"] < 0.1
-    # computed at ingest, so a query reads them: deleting the photo files changes nothing
-    for ref in (ref for p in fruit_catalog.store.page(0, 3) for ref in p.images):
+    assert 0.02 < coloured["red"] - tied["red"] <= 0.05 + 1e-6  # at most colour_weight x a similarity of 1
+    assert coloured["green"] - tied["green"] < 0.01 and coloured["yellow"] - tied["yellow"] < 0.01
+    for ref in (ref for p in fruit_catalog.store.page(0, 3) for ref in p.images):  # computed at ingest
         assert fruit_catalog.files.load_features("colour", ref.sha256) is not None
+
+
+def test_a_learned_customer_photos_colour_weighs_more(fruit_catalog: Catalog) -> None:
+    shelf = io.BytesIO()
+    fruit(GREEN, background=(90, 60, 40)).save(shelf, "JPEG")
+    matcher = Matcher(fruit_catalog, DirectQueryLog(fruit_catalog.store), 2000)
+    answer = matcher.match(MatchQuery(image=shelf.getvalue(), top_k=3))
+    before = fruit_catalog.matcher.coloured(fruit_catalog.features.of_query(fruit(GREEN, (90, 60, 40))), {"green": 0})
+    assert record_feedback(fruit_catalog, answer.query_id, "green", True).learned_photo
+    after = fruit_catalog.matcher.coloured(fruit_catalog.features.of_query(fruit(GREEN, (90, 60, 40))), {"green": 0})
+    assert before["green"] <= 0.05 and 0.15 < after["green"] <= 0.2 + 1e-6  # the shelf photo, at learned weight
 
 
 def test_colour_weight_zero_turns_colour_off(
     settings: Settings, fake_embedders: FakeEmbedders, fake_bundle: Bundle
 ) -> None:
-    settings.matching.colour_weight = 0.0
+    settings.matching.colour_weight = settings.matching.learned_colour_weight = 0.0
     catalog = Catalog.open(settings, model=str(fake_bundle.folder), create=True, embedders=fake_embedders)
     try:
         query = catalog.features.of_query(fruit(RED))

@@ -1,6 +1,6 @@
 """Confirmed photos asked again for the calibration (matching/replay.py): leave-one-out against today's catalog, a
-positive and a negative from each, counted as one real query; replay_feedback off keeps the logged scores (fake
-model: fast)."""
+positive and a negative from each, counted as one real query; replay_feedback off (the default) keeps the logged
+scores (fake model: fast)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.matching.test_verification import PRODUCTS, hard_photo
 def test_a_confirmed_photo_is_asked_again_without_itself(
     fake_myntra: Settings, fake_embedders: FakeEmbedders, myntra: Path
 ) -> None:
+    fake_myntra.matching.replay_feedback = True  # off by default (it did not pay on grocery-dev)
     with open_catalog(fake_myntra, embedders=fake_embedders) as catalog:
         matcher = Matcher(catalog, DirectQueryLog(catalog.store), 2000)
         for pid in PRODUCTS:  # a hard photo whose product the fake model ranks among the top 50

@@ -51,6 +51,6 @@ def unpack(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, np.float16).astype(np.float32)
 
 
-def fuse_colour(scores: dict[str, float], similarities: dict[str, float], weight: float) -> dict[str, float]:
-    """SCORES with WEIGHT x each product's colour similarity added (a product without one gains nothing)."""
-    return {pid: score + weight * similarities.get(pid, 0.0) for pid, score in scores.items()}
+def fuse_colour(scores: dict[str, float], terms: dict[str, float]) -> dict[str, float]:
+    """SCORES with each product's colour term (weight x similarity) added (a product without one gains nothing)."""
+    return {pid: score + terms.get(pid, 0.0) for pid, score in scores.items()}

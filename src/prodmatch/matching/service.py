@@ -158,8 +158,7 @@ class MatchService:
         query's KEYPOINTS carry its colour histogram (settings.colour_weight > 0). SKIP_SHA: an image left out."""
         if self.features is None or keypoints.colour is None:
             return scores
-        similarities = self.features.colours(keypoints, list(scores), self.facts.products, skip_sha)
-        return fuse_colour(scores, similarities, self.features.colour_weight)
+        return fuse_colour(scores, self.features.colours(keypoints, list(scores), self.facts.products, skip_sha))
 
     @property
     def verify_depth(self) -> int:

@@ -140,7 +140,7 @@ class LocalFeatures:
         self.files = files
         self.kind = settings.verify_features
         self.depth = settings.verify_depth
-        self.colour_weight = settings.colour_weight
+        self.colour_weights = (settings.colour_weight, settings.learned_colour_weight)  # catalog, learned photos
 
     @property
     def enabled(self) -> bool:
@@ -150,29 +150,38 @@ class LocalFeatures:
         """Store the keypoints of a catalog image (the ingest hook; once per distinct image)."""
         if self.enabled and self.files.load_features(self.kind, sha256) is None:
             self.files.save_features(self.kind, sha256, pack(extract(image, self.kind)))
-        if self.colour_weight > 0 and self.files.load_features(COLOUR, sha256) is None:
+        if self.colours_on and self.files.load_features(COLOUR, sha256) is None:
             self.files.save_features(COLOUR, sha256, colour.pack(colour.histogram(image, drop_white=True)))
 
     def of_query(self, image: Image.Image) -> Keypoints:
         found = extract(image, self.kind)
-        if self.colour_weight <= 0:
+        if not self.colours_on:
             return found
         return Keypoints(found.xy, found.desc, found.kind, colour.histogram(image, drop_white=True))
+
+    @property
+    def colours_on(self) -> bool:
+        return max(self.colour_weights) > 0
 
     def colours(
         self, query: Keypoints, ranked: Sequence[str], products: ProductsOf, skip_sha: str | None = None
     ) -> dict[str, float]:
-        """Colour similarity (Bhattacharyya, 0..1) of the query photo to each of RANKED's best-matching image
-        (SKIP_SHA left out)."""
+        """What colour adds to each of RANKED: the best over its images (SKIP_SHA left out) of the image kind's
+        weight x the colour similarity (Bhattacharyya, 0..1) of the image to the query photo."""
         if query.colour is None:
             return {}
         found = products(list(ranked))
-        similarities: dict[str, float] = {}
+        terms: dict[str, float] = {}
         for pid in ranked:
             images = [ref for ref in found[pid].images if ref.sha256 != skip_sha] if pid in found else []
-            stored = (self._colour_of(ref.sha256, ref.path) for ref in images)
-            similarities[pid] = max((float(hist @ query.colour) for hist in stored if hist is not None), default=0.0)
-        return similarities
+            weighted = (
+                (self.colour_weights[self.files.is_learned(ref.path)], self._colour_of(ref.sha256, ref.path))
+                for ref in images
+            )
+            terms[pid] = max(
+                (weight * float(hist @ query.colour) for weight, hist in weighted if hist is not None), default=0.0
+            )
+        return terms
 
     def _colour_of(self, sha256: str, path: str) -> np.ndarray | None:
         """A catalog image's stored colour histogram, computed now from its file (or thumbnail) when missing."""
