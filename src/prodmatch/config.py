@@ -126,6 +126,9 @@ class MatchingSettings(BaseModel):
     # A confirmed query photo (POST /v1/feedback) becomes one more photo of the product. Query photos are kept
     # for keep_query_photos_days so that feedback can come later; then they are deleted.
     learn_from_feedback: bool = True
+    # Calibration asks confirmed photos again against today's catalog, leave-one-out (matching/replay.py), instead of
+    # using the scores logged when they were answered (before any photo was learned).
+    replay_feedback: bool = False
     keep_query_photos_days: float = Field(7.0, ge=0)
     # Geometric verification of an image query's top verify_depth products (matching/verification.py); 0 = off.
     # Hard myntra-dev photos: R@1 0.952 at 20, 0.980 at 50, for the same median cost (+7 ms CPU: the right product
@@ -133,6 +136,12 @@ class MatchingSettings(BaseModel):
     verify_depth: int = Field(50, ge=0, le=100)
     # Local features: ORB (fast, ~10 KB per image) or SIFT (~10x slower to extract; finer on small print).
     verify_features: Literal["orb", "sift"] = "orb"
+    # Colour re-ranking (matching/colour.py): a verified photo query's top products gain weight x the Bhattacharyya
+    # similarity of their best photo's colour histogram to the query's: colour_weight for catalog (studio) photos,
+    # learned_colour_weight for photos learned from feedback (customer photos, taken under the same shop light as
+    # the query, so their colour is worth more: grocery-dev, docs/benchmarks.md). Both 0 = off.
+    colour_weight: float = Field(0.05, ge=0.0, le=1.0)
+    learned_colour_weight: float = Field(0.2, ge=0.0, le=1.0)
     # Region search (matching/regions.py): also search crops of the query photo; the best region wins and its box
     # is returned. It embeds several crops per photo, so it is off by default (docs/benchmarks.md).
     regions: bool = False

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from prodmatch.api.app import create_app
 from prodmatch.composition import open_catalog
-from prodmatch.config import Settings
+from prodmatch.config import MatchingSettings, Settings
 from prodmatch.matching.verification import BONUS, STRONG
 from prodmatch.models.bundle import Bundle
 from tests.fakes import KNOWN_CALIBRATIONS, FakeEmbedders
@@ -71,7 +71,8 @@ def test_match_image_answers_with_its_product_and_the_calibrated_decision(
     assert set(body) == {"query_id", "matches", "model", "took_ms", "decision", "keywords", "box"}
     assert body["model"] == fake_bundle.manifest.name and body["took_ms"] > 0
     assert len(body["matches"]) == 5 and body["matches"][0]["id"] == "36310"
-    assert body["matches"][0]["score"] == pytest.approx(1.0 + BONUS, abs=1e-5)  # its own photo, verified
+    # its own photo, verified, and its colour (similarity 1, up to resizing) at the catalog photos' colour weight
+    assert body["matches"][0]["score"] == pytest.approx(1.0 + BONUS + MatchingSettings().colour_weight, abs=5e-3)
     assert body["matches"][0]["product"]["name"] == "Mr.Men Boys Blazing Yellow T-shirt"
     scores = [m["score"] for m in body["matches"]]
     assert scores == sorted(scores, reverse=True)
@@ -355,7 +356,8 @@ def test_put_adds_a_product_that_the_next_query_finds(client: TestClient, shared
     created = client.put("/v1/products/new-1", data={"fields": fields}, files={"image": ("t.jpg", data, "image/jpeg")})
     assert created.status_code == 200 and created.json()["product"]["price"] == 49.5
     found = client.post("/v1/match/image", files={"image": ("q.jpg", data, "image/jpeg")}, params={"top_k": 1}).json()
-    assert ids(found) == ["new-1"] and found["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    colour = MatchingSettings().colour_weight  # its own photo's colour (similarity 1, up to resizing)
+    assert ids(found) == ["new-1"] and found["matches"][0]["score"] == pytest.approx(1.0 + colour, abs=5e-3)
     by_text = client.post("/v1/match/text", json={"text": "store-brand padded jacket", "top_k": 1}).json()
     assert ids(by_text) == ["new-1"]
     assert client.get("/v1/products").json()["total"] == PRODUCTS + 1

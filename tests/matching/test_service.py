@@ -14,13 +14,15 @@ import pytest
 
 from prodmatch.catalog.ingest import ColumnOptions
 from prodmatch.composition import Catalog, open_catalog
-from prodmatch.config import Settings
+from prodmatch.config import MatchingSettings, Settings
 from prodmatch.errors import FilterError, InvalidQueryError
 from prodmatch.matching.verification import BONUS
 from prodmatch.models.bundle import Bundle
 from prodmatch.stores.filters import parse_filters
 from tests.fakes import FakeEmbedders
 from tests.samples import ingest_myntra, match_photo, match_words
+
+COLOUR = MatchingSettings().colour_weight  # the same photo: colour similarity 1 (up to resizing)
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def fake_catalog(fake_myntra: Settings, fake_embedders: FakeEmbedders) -> Iterat
 
 def test_a_catalog_photo_matches_its_product_first(fake_catalog: Catalog, myntra: Path, fake_bundle: Bundle) -> None:
     result = match_photo(fake_catalog, myntra / "images" / "36310.jpg", top_k=5)
-    assert result.matches[0].id == "36310" and result.matches[0].score == pytest.approx(1.0 + BONUS, abs=1e-5)
+    assert result.matches[0].id == "36310" and result.matches[0].score == pytest.approx(1.0 + BONUS + COLOUR, abs=5e-3)
     assert result.model == fake_bundle.manifest.name and result.took_ms > 0
     assert result.matches[0].product["name"] == "Mr.Men Boys Blazing Yellow T-shirt"
     assert [m.score for m in result.matches] == sorted((m.score for m in result.matches), reverse=True)
@@ -89,8 +91,8 @@ def test_a_product_with_several_images_scores_as_its_best_image_and_appears_once
             photo = electronics_multi_image.parent / "images" / f"Sony headphone- {n}.jpg"
             result = match_photo(catalog, photo, top_k=3)
             assert [m.id for m in result.matches].count("1") == 1
-            assert result.matches[0].score == pytest.approx(1.0 + BONUS, abs=1e-5) and "1" in {
-                m.id for m in result.matches if m.score > 0.99999
+            assert result.matches[0].score == pytest.approx(1.0 + BONUS + COLOUR, abs=5e-3) and "1" in {
+                m.id for m in result.matches if m.score > 0.99
             }
         assert len(catalog.store.get(["1"])["1"].images) == 4
         assert len(catalog.store.vector_ids("image")) == 4 + 2

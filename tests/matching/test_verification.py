@@ -59,6 +59,7 @@ def test_verification_reranks_hard_altered_photos_to_their_product(
     for depth in (0, 20):
         settings = fake_myntra.model_copy(deep=True)
         settings.matching.verify_depth = depth
+        settings.matching.colour_weight = 0.0  # verification alone (colour rides with it: tests/matching/test_colour)
         with open_catalog(settings, embedders=fake_embedders) as catalog:
             found[depth] = {key: match_photo(catalog, photo, top_k=20) for key, photo in photos.items()}
         groups = catalog.facts.duplicate_groups()

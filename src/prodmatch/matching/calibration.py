@@ -25,6 +25,7 @@ from prodmatch.matching.decision import (
     to_meta,
 )
 from prodmatch.matching.hard_alterations import customer_photo_hard
+from prodmatch.matching.replay import replay_confirmed
 from prodmatch.matching.service import MatchService
 from prodmatch.matching.simulation import SPACES, build_queries, query_words
 from prodmatch.matching.verification import fuse
@@ -47,7 +48,7 @@ def calibrate_decisions(service: MatchService, embedder: Embedder, sample: int =
     """Fit and store one calibration per query space; spaces with too few scores are left uncalibrated."""
     products = _sample(service, sample)
     groups = service.facts.duplicate_groups()
-    verdicts = feedback_samples(service, groups)
+    verdicts = feedback_samples(service, groups, embedder)
     calibrations: dict[str, Calibration] = {}
     for space in SPACES:
         if space == "image":
@@ -96,7 +97,9 @@ def image_samples(
     for product, photo, vector in _hard_queries(embedder, [p for p in products if p.images]):
         scores = _ranking(service, "image", vector, groups.get(product.id, {product.id}))
         if service.verifies and service.features is not None:
-            counts.append(service.verify(service.features.of_query(photo), scores, early_stop=False))
+            keypoints = service.features.of_query(photo)
+            scores = service.coloured(keypoints, scores)  # as a served photo query's: colour, then verification
+            counts.append(service.verify(keypoints, scores, early_stop=False))
             scores = fuse(scores, counts[-1])
         rankings.append(scores)
         sources.append(product.id)
@@ -120,29 +123,42 @@ def _hard_queries(embedder: Embedder, products: Sequence[Product]) -> Iterator[t
             yield from zip(chunk, photos, embedder.embed_images(photos), strict=True)
 
 
-def feedback_samples(service: MatchService, groups: dict[str, set[str]]) -> dict[str, Samples]:
-    """People's verdicts as (score, margin[, inliers]) samples of real queries, per query space. A query counts
-    once, by its first verdict on its top hit, or by a confirmation of another product (then its top hit was wrong);
-    the score and margin are the ones the query log recorded when the query was answered, the inliers are counted
-    again from the kept query photo (0 once it is deleted)."""
+def feedback_samples(
+    service: MatchService, groups: dict[str, set[str]], embedder: Embedder | None = None
+) -> dict[str, Samples]:
+    """People's verdicts as (score, margin[, inliers]) samples of real queries, per query space.
+
+    With EMBEDDER (and settings.replay_feedback), a confirmed photo whose copy is still at hand is asked again
+    against today's catalog, leave-one-out (matching/replay.py): a positive and a negative from one real photo.
+    Any other query counts once, by its first verdict on its top hit, or by a confirmation of another product
+    (then its top hit was wrong); the score and margin are the ones the query log recorded when the query was
+    answered, the inliers are counted again from the kept query photo (0 once it is deleted)."""
     store = service.stores.store
+    verdicts = store.feedback()
+    entries = {v.query_id: store.find_query(v.query_id) for v in verdicts}
     samples: dict[str, Samples] = {}
-    seen: set[str] = set()
-    for verdict in store.feedback():
-        entry = store.find_query(verdict.query_id) if verdict.query_id not in seen else None
+    replayed: set[str] = set()
+    if embedder is not None and service.settings.replay_feedback:
+        confirmed = {v.query_id: v.product_id for v in verdicts if v.is_match}
+        pairs = [(entry, confirmed[qid]) for qid in confirmed if (entry := entries[qid]) and entry.modality == "image"]
+        positives, negatives, replayed = replay_confirmed(service, embedder, pairs, groups)
+        samples["image"] = Samples(positives, negatives, len(replayed))
+    for verdict in verdicts:
+        entry = entries[verdict.query_id] if verdict.query_id not in replayed else None
         if entry is None or not entry.top_ids:
             continue
         top = entry.top_ids[0]
         on_top = verdict.product_id in groups.get(top, {top})
         if not on_top and not verdict.is_match:
             continue  # "not this one" about a lower result says nothing about the top hit
-        seen.add(verdict.query_id)
+        replayed.add(verdict.query_id)  # counted now: later verdicts on the same query are not
         image = entry.modality != "text"
         features = _logged_features(entry.top_ids, entry.top_scores, groups)
         if image and service.verifies:
             features = (*features, float(_logged_inliers(service, entry)))
-        space = samples.setdefault("image" if image else "text", Samples([], []))
+        space = samples.setdefault("image" if image else "text", Samples([], [], 0))
         (space.positives if on_top and verdict.is_match else space.negatives).append(features)
+        space.queries = (space.queries or 0) + 1
     return samples
 
 

@@ -90,6 +90,7 @@ class Samples:
 
     positives: list[Features]
     negatives: list[Features]
+    queries: int | None = None  # the real queries they come from (a replayed photo gives two samples); None: one each
 
 
 def fit(positives: Sequence[Features], negatives: Sequence[Features], real: Samples | None = None) -> Calibration:
@@ -105,7 +106,7 @@ def fit(positives: Sequence[Features], negatives: Sequence[Features], real: Samp
     verified = bool(features[:, 2].any())  # without inliers the fit stays (score, margin): nothing to weigh
     design = np.column_stack([features[:, :2], np.log1p(features[:, 2])]) if verified else features[:, :2]
     coefficients = _logistic(design, labels, weights)
-    verdicts = len(real.positives) + len(real.negatives)
+    verdicts = real.queries if real.queries is not None else len(real.positives) + len(real.negatives)
     score_weight, margin_weight, intercept = float(coefficients[0]), float(coefficients[1]), float(coefficients[-1])
     calibration = Calibration(score_weight, margin_weight, intercept, len(pos), len(neg), 0.0, verdicts)
     calibration.inlier_weight = float(coefficients[2]) if verified else 0.0

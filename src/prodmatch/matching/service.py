@@ -33,6 +33,7 @@ import numpy as np
 
 from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidQueryError
+from prodmatch.matching.colour import fuse_colour
 from prodmatch.matching.decision import Decision, decide, margin_of
 from prodmatch.matching.facts import CatalogFacts
 from prodmatch.matching.lexical import LexicalIndex, LexicalQuery
@@ -115,6 +116,7 @@ class MatchService:
         if text is not None:
             candidates = set(by_image) | set(self.text_query_scores(text, depth, filters, words))
             by_image = self.score_products("image", image, candidates)
+        by_image = self.coloured(keypoints, by_image)
         counts = self.verify(keypoints, by_image)
         scores = fuse(by_image, counts)
         if text is not None:
@@ -142,12 +144,21 @@ class MatchService:
         self.check_query(top_k, filters)
         depth = max(top_k, DECISION_DEPTH, self.verify_depth)
         scores, where = best_regions([self.image_query_scores(vector, depth, filters) for vector in vectors])
+        if keypoints is not None:
+            scores = self.coloured(keypoints, scores)
         counts = self.verify(keypoints, scores) if keypoints is not None and self.verifies else None
         result = self._result(fuse(scores, counts or {}), top_k, started)
         if result.matches:
             result.box = list(boxes[where[result.matches[0].id]])
             result.inliers = None if counts is None else counts.get(result.matches[0].id, 0)
         return result
+
+    def coloured(self, keypoints: Keypoints, scores: dict[str, float], skip_sha: str | None = None) -> dict[str, float]:
+        """SCORES with each product's colour similarity to the query photo added (matching/colour.py), when the
+        query's KEYPOINTS carry its colour histogram (settings.colour_weight > 0). SKIP_SHA: an image left out."""
+        if self.features is None or keypoints.colour is None:
+            return scores
+        return fuse_colour(scores, self.features.colours(keypoints, list(scores), self.facts.products, skip_sha))
 
     @property
     def verify_depth(self) -> int:

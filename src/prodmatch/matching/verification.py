@@ -27,6 +27,7 @@ from PIL import Image
 
 from prodmatch.config import MatchingSettings
 from prodmatch.errors import InvalidImageError
+from prodmatch.matching import colour
 from prodmatch.models.preprocess import open_image
 from prodmatch.stores.files import CatalogFiles
 from prodmatch.stores.records import Product
@@ -47,6 +48,7 @@ CAP = 30
 BONUS = 0.4
 STRONG = 25
 KEYPOINTS_KEPT = 4096  # ~50 MB of ORB keypoints at most
+COLOUR = "colour"  # the stored colour histograms' kind beside "orb" / "sift" (stores/files.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Keypoints:
     xy: np.ndarray  # (n, 2) float32, pixels of the resized grey image
     desc: np.ndarray  # (n, 32) uint8 for ORB, (n, 128) uint8 for SIFT
     kind: str
+    # A query photo's colour histogram (matching/colour.py), when colour re-ranking is on: it rides with the
+    # keypoints because both are taken from the decoded photo once and used on the same top products.
+    colour: np.ndarray | None = None
 
 
 def _cv2() -> Any:
@@ -155,6 +160,7 @@ class LocalFeatures:
         # The popular candidates come back query after query: their unpacked keypoints stay in memory (~12 KB each).
         self._kept: LRUCache[str, Keypoints] = LRUCache(KEYPOINTS_KEPT)
         self._lock = threading.Lock()
+        self.colour_weights = (settings.colour_weight, settings.learned_colour_weight)  # catalog, learned photos
 
     @property
     def enabled(self) -> bool:
@@ -164,9 +170,53 @@ class LocalFeatures:
         """Store the keypoints of a catalog image (the ingest hook; once per distinct image)."""
         if self.enabled and self.files.load_features(self.kind, sha256) is None:
             self.files.save_features(self.kind, sha256, pack(extract(image, self.kind)))
+        if self.colours_on and self.files.load_features(COLOUR, sha256) is None:
+            self.files.save_features(COLOUR, sha256, colour.pack(colour.histogram(image, drop_white=True)))
 
     def of_query(self, image: Image.Image) -> Keypoints:
-        return extract(image, self.kind)
+        found = extract(image, self.kind)
+        if not self.colours_on:
+            return found
+        return Keypoints(found.xy, found.desc, found.kind, colour.histogram(image, drop_white=True))
+
+    @property
+    def colours_on(self) -> bool:
+        return max(self.colour_weights) > 0
+
+    def colours(
+        self, query: Keypoints, ranked: Sequence[str], products: ProductsOf, skip_sha: str | None = None
+    ) -> dict[str, float]:
+        """What colour adds to each of RANKED: the best over its images (SKIP_SHA left out) of the image kind's
+        weight x the colour similarity (Bhattacharyya, 0..1) of the image to the query photo."""
+        if query.colour is None:
+            return {}
+        found = products(list(ranked))
+        terms: dict[str, float] = {}
+        for pid in ranked:
+            images = [ref for ref in found[pid].images if ref.sha256 != skip_sha] if pid in found else []
+            weighted = (
+                (self.colour_weights[self.files.is_learned(ref.path)], self._colour_of(ref.sha256, ref.path))
+                for ref in images
+            )
+            terms[pid] = max(
+                (weight * float(hist @ query.colour) for weight, hist in weighted if hist is not None), default=0.0
+            )
+        return terms
+
+    def _colour_of(self, sha256: str, path: str) -> np.ndarray | None:
+        """A catalog image's stored colour histogram, computed now from its file (or thumbnail) when missing."""
+        blob = self.files.load_features(COLOUR, sha256)
+        if blob is not None:
+            return colour.unpack(blob)
+        for source in (Path(path), self.files.thumbnail_path(sha256)):
+            if source.is_file():
+                try:
+                    hist = colour.histogram(open_image(source, draft_short_side=256), drop_white=True)
+                except InvalidImageError:
+                    continue
+                self.files.save_features(COLOUR, sha256, colour.pack(hist))
+                return hist
+        return None
 
     def of_image(self, sha256: str, path: str) -> Keypoints | None:
         """A catalog image's stored keypoints, computed now from its file (or thumbnail) when missing."""

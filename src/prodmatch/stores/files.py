@@ -106,7 +106,7 @@ class CatalogFiles:
 
     def forget_features(self, sha256: str) -> None:
         """Delete an image's local features of every kind (when no product shows the image any more)."""
-        for kind in ("orb", "sift"):
+        for kind in ("orb", "sift", "colour"):
             self.features_path(kind, sha256).unlink(missing_ok=True)
 
     def disk_usage(self) -> dict[str, int]:
