@@ -98,7 +98,28 @@ class PostgresServer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class ProcessServer:
+class OwnedProcess:
+    """A server process this test run started, with its files in a temporary folder: stopped with SIGTERM (within
+    stop_within_s) and its folder removed on close()."""
+
+    folder: Path
+    _process: subprocess.Popen[bytes] | None
+    stop_within_s = 30.0
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            self._process.wait(timeout=self.stop_within_s)
+            self._process = None
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ProcessServer(OwnedProcess):
     """A server process on a free loopback port with its files in a temporary folder (log included): stop() and
     start() again keep the port and the data, which is what the outage-and-recovery tests need."""
 
@@ -124,18 +145,6 @@ class ProcessServer:
 
     def log_tail(self, chars: int = 500) -> str:
         return (self.folder / "log").read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGTERM)
-            self._process.wait(timeout=30)
-            self._process = None
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class CollectionServer(ProcessServer):
@@ -220,7 +229,7 @@ def _pytriton_home() -> Path:
     return home
 
 
-class TritonServer:
+class TritonServer(OwnedProcess):
     """tritonserver serving REPOSITORY on free loopback ports (HTTP, gRPC).
 
     The nvidia-pytriton build has only the Python backend, so the repository is exported with
@@ -229,6 +238,8 @@ class TritonServer:
     libpython and the libraries bundled in the wheel on LD_LIBRARY_PATH, and the backend environment's
     `python` first on PATH so model.py imports from it.
     """
+
+    stop_within_s = 60.0
 
     def __init__(self, repository: Path) -> None:
         self.repository = repository
@@ -291,15 +302,3 @@ class TritonServer:
         if protocol == "grpc":
             return f"triton://127.0.0.1:{self.grpc_port}/{name}"
         return f"triton+http://127.0.0.1:{self.http_port}/{name}"
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGTERM)
-            self._process.wait(timeout=60)
-            self._process = None
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)

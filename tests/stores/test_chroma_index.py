@@ -16,11 +16,16 @@ from prodmatch.stores.chroma_filters import _where, chroma_where
 from prodmatch.stores.chroma_index import ChromaIndex
 from prodmatch.stores.conditions import AnyOf, HasText, Not, NumberCompare, TextEquals
 from prodmatch.stores.factory import open_vector_index
-from prodmatch.stores.filters import parse_filters, searchable
-from prodmatch.stores.protocols import SearchScope
-from prodmatch.stores.records import VectorLabel
+from prodmatch.stores.filters import parse_filters
 from tests.stores.chroma_server import ChromaServer
-from tests.stores.vector_samples import DIMS, check_outage_and_recovery, labels, unit_vectors
+from tests.stores.vector_samples import (
+    DIMS,
+    check_filters_inside_the_search,
+    check_nearest_neighbours,
+    check_outage_and_recovery,
+    labels,
+    unit_vectors,
+)
 
 
 @pytest.fixture
@@ -32,26 +37,11 @@ def index(chroma_server: ChromaServer) -> Iterator[ChromaIndex]:
 
 
 def test_writes_then_finds_the_nearest_neighbours_with_inner_product_scores(index: ChromaIndex) -> None:
-    vectors = unit_vectors(300)
-    index.add(np.arange(300) + 1000, vectors, labels(300))
-    assert len(index) == 300 and np.array_equal(index.ids(), np.arange(300) + 1000)
-    scores, ids = index.search(vectors[:5], 3)
-    expected = np.argsort(-(vectors[:5] @ vectors.T), axis=1)[:, :3] + 1000
-    assert np.array_equal(ids, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(vectors[:5] @ vectors.T, expected - 1000, 1), atol=1e-4)
+    check_nearest_neighbours(index, atol=1e-4)
 
 
 def test_filters_run_inside_the_query_and_follow_relabels_and_removals(index: ChromaIndex) -> None:
-    vectors = unit_vectors(90)
-    index.add(np.arange(90), vectors, labels(90))
-    scope = SearchScope(parse_filters(["colour=red", "price<30"]), lambda: pytest.fail("Chroma filters itself"))
-    _, ids = index.search(vectors[3], 20, scope)
-    assert set(ids[0][ids[0] >= 0].tolist()) == set(range(0, 30, 3))  # 10 red products under 30
-    index.relabel([1], [VectorLabel("p1", searchable({"colour": "red", "price": 1}))])
-    index.remove([0, 3])
-    _, ids = index.search(vectors[3], 20, scope)
-    assert set(ids[0][ids[0] >= 0].tolist()) == {1, *range(6, 30, 3)}
-    assert len(index) == 88
+    check_filters_inside_the_search(index, "Chroma")
 
 
 def test_negations_become_where_forms_that_hold_without_the_key() -> None:
