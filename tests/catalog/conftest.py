@@ -1,13 +1,29 @@
-"""One local Ray for every Ray test of the session (the Ray engine, the sharded downloader): starting Ray costs
-tens of seconds. On 127.0.0.1 only, no dashboard; its workers import prodmatch and the tests from this checkout."""
+"""Fixtures of the catalog tests: electronics-small as a JSONL feed, and one local Ray for every Ray test of the
+session (the Ray engine, the sharded downloader): starting Ray costs tens of seconds. On 127.0.0.1 only, no
+dashboard; its workers import prodmatch and the tests from this checkout."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def electronics(shared_data: Path, tmp_path: Path) -> Path:
+    """electronics-small as JSONL: 10 products, one photo each (the file's image paths are absolute paths from
+    another machine; the photos are copied beside the feed)."""
+    items = json.loads((shared_data / "electronics-small" / "metadata.json").read_text())
+    catalog = tmp_path / "catalog" / "products.jsonl"
+    catalog.parent.mkdir()
+    shutil.copytree(shared_data / "electronics-small" / "images", catalog.parent / "images")
+    catalog.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return catalog
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -55,17 +54,6 @@ def assert_consistent(settings: Settings) -> None:
         assert datadir.stores.repairs == []  # nothing had to be repaired: ingest kept them in step itself
     finally:
         datadir.close()
-
-
-@pytest.fixture
-def electronics(shared_data: Path, tmp_path: Path) -> Path:
-    """electronics-small as JSONL (its image paths are absolute paths from another machine)."""
-    items = json.loads((shared_data / "electronics-small" / "metadata.json").read_text())
-    catalog = tmp_path / "catalog" / "products.jsonl"
-    catalog.parent.mkdir()
-    shutil.copytree(shared_data / "electronics-small" / "images", catalog.parent / "images")
-    catalog.write_text("".join(json.dumps(item) + "\n" for item in items))
-    return catalog
 
 
 def test_ingest_then_rerun_is_idempotent_and_embeds_nothing(

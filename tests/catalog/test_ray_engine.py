@@ -7,9 +7,7 @@ is restarted by Ray and its call retried: the ingest completes with every produc
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -25,17 +23,6 @@ from tests.fakes import FakeEmbedders
 
 ray = pytest.importorskip("ray")
 from prodmatch.catalog.ray_engine import RayEmbedders  # noqa: E402  (needs ray)
-
-
-@pytest.fixture
-def electronics(shared_data: Path, tmp_path: Path) -> Path:
-    """electronics-small as JSONL (10 products, one photo each)."""
-    items = json.loads((shared_data / "electronics-small" / "metadata.json").read_text())
-    catalog = tmp_path / "catalog" / "products.jsonl"
-    catalog.parent.mkdir()
-    shutil.copytree(shared_data / "electronics-small" / "images", catalog.parent / "images")
-    catalog.write_text("".join(json.dumps(item) + "\n" for item in items))
-    return catalog
 
 
 def ingest(settings: Settings, folder: Path, bundle: Bundle, embedders: EmbedderFactory, **kwargs: object) -> Catalog:
