@@ -100,8 +100,9 @@ def engine_downloader(engine: str, ray_address: str | None = None, shards: int |
     ray_engine.start_ray(ray_address)
 
     def download_sharded(
-        path: Path, columns: ColumnOptions, feed: FeedFolder, options: DownloadOptions, _progress: object = None
+        path: Path, columns: ColumnOptions, feed: FeedFolder, options: DownloadOptions, _per_url: object = None
     ) -> DownloadSummary | None:
+        # _per_url: the URLs are fetched in Ray's worker processes, so per-URL progress has no way back here
         urls = image_urls(path, columns)
         count = shards or max(1, int(ray_engine.ray.cluster_resources().get("CPU", 1)))
         return ray_download.download_on_ray(urls, feed, options, count) if urls else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,10 +43,9 @@ def download_on_ray(
     feed: FeedFolder,
     options: DownloadOptions,
     shards: int,
-    on_shard: Callable[[int, int], None] = lambda _done, _total: None,
 ) -> DownloadSummary:
-    """Download URLS into FEED on Ray (already initialised: catalog.ray_engine.start_ray) in SHARDS tasks.
-    ON_SHARD(done, total) is told as each shard finishes."""
+    """Download URLS into FEED on Ray (already initialised: catalog.ray_engine.start_ray) in SHARDS tasks; the
+    summary adds up every shard's, as each finishes."""
     groups = shard_urls(urls, shards)
     per_shard = replace(options, per_host=max(1, options.per_host // max(1, len(groups))))
     Manifest(feed.manifest).close()  # made once here, so the shards never race to create it
@@ -60,7 +59,6 @@ def download_on_ray(
         finished, pending = ray.wait(pending)
         for reference in finished:
             tally.merge(ray.get(reference))
-        on_shard(len(groups) - len(pending), len(groups))
     return tally.build()
 
 

@@ -72,7 +72,8 @@ def download(
     """Download the catalog's image URLs into DATA_DIR/images (resumable: a rerun fetches only what is missing or
     failed transiently); `prodmatch ingest` then uses them. Refused and failed URLs are listed by kind. With
     --engine ray the URLs are split into shards downloaded by Ray tasks (on a cluster, DATA_DIR must be shared
-    storage every node sees at the same path); the progress bar then counts shards."""
+    storage every node sees at the same path); the URLs are then fetched in Ray's worker processes, so no per-URL
+    progress is shown, only the summary at the end."""
     settings = settings_for(ctx, data_dir)
     columns = column_options(id_col, name_col, image_col, text_cols)
     folder = settings.location().folder

@@ -110,9 +110,9 @@ def inliers(query: Keypoints, candidate: Keypoints) -> int:
     good = (nearest[:, 1] >= 0) & (distances[:, 0] < RATIO * distances[:, 1])  # in query order, as RANSAC samples
     if int(good.sum()) < MIN_MATCHES:
         return 0
-    source, target = query.xy[good], candidate.xy[nearest[good, 0]]
-    _, mask = _cv2().findHomography(
-        source, target, _cv2().RANSAC, REPROJECTION_PX, maxIters=RANSAC_ITERATIONS, confidence=0.99
+    source, target, cv2 = query.xy[good], candidate.xy[nearest[good, 0]], _cv2()
+    _, mask = cv2.findHomography(
+        source, target, cv2.RANSAC, REPROJECTION_PX, maxIters=RANSAC_ITERATIONS, confidence=0.99
     )
     return int(mask.sum()) if mask is not None else 0
 
